@@ -1,0 +1,40 @@
+"""The digest of a model bundle: one sha256 over every file in it.
+
+It equals what a person gets by hand:
+    (cd BUNDLE && find . -type f -printf '%P\\n' | LC_ALL=C sort | xargs sha256sum) | sha256sum
+so a pin can be checked without this code.
+"""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+_CHUNK = 1 << 20
+
+
+def file_sha256(path: Path) -> str:
+    """Return the hex sha256 of one file, read in chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(_CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def manifest(bundle: Path) -> str:
+    """Return the `sha256sum` listing of every file below `bundle`, sorted by path."""
+    bundle = Path(bundle)
+    if not bundle.is_dir():
+        raise FileNotFoundError(f"model bundle {bundle} is not a directory")
+    files = sorted(
+        (p for p in bundle.rglob("*") if p.is_file()),
+        key=lambda p: p.relative_to(bundle).as_posix().encode(),
+    )
+    if not files:
+        raise FileNotFoundError(f"model bundle {bundle} holds no files")
+    return "".join(f"{file_sha256(p)}  {p.relative_to(bundle).as_posix()}\n" for p in files)
+
+
+def bundle_sha256(bundle: Path) -> str:
+    """Return the digest of a bundle directory (sha256 of its manifest)."""
+    return hashlib.sha256(manifest(bundle).encode()).hexdigest()

@@ -1,0 +1,1 @@
+"""The ML stages, the registry client, promotion and rollback, and the `mlops` command."""
