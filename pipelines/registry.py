@@ -1,0 +1,188 @@
+"""The MLflow model registry, as the pipeline and the promotion logic use it.
+
+The embedded default is a SQLite store with a local artifact folder in `<repo>/.mlflow`
+(git-ignored); `MLFLOW_TRACKING_URI` points everything at a real server instead.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from contracts.digest import bundle_sha256
+from pipelines.errors import CommandError
+
+EMBEDDED_DIR = ".mlflow"
+BUNDLE_PATH = "model"  # run artifact path holding the bundle
+
+
+class RegistryError(CommandError):
+    """The registry does not hold what was asked for, or holds something else."""
+
+
+@dataclass
+class VersionInfo:
+    """A registered version with the tags and run data promotion needs."""
+
+    name: str
+    version: int
+    source: str
+    run_id: str
+    sha256: str
+    gate: str
+    git_commit: str
+    data_hash: str
+    params: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+    aliases: list[str] = field(default_factory=list)
+
+    @property
+    def uri(self) -> str:
+        return f"models:/{self.name}/{self.version}"
+
+
+def tracking_uri(repo: Path | None = None) -> str:
+    """MLFLOW_TRACKING_URI if set, else the embedded SQLite store inside `repo`."""
+    uri = os.environ.get("MLFLOW_TRACKING_URI")
+    if uri:
+        return uri
+    root = Path(repo or Path.cwd()).resolve() / EMBEDDED_DIR
+    root.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{root / 'mlflow.db'}"
+
+
+def _local_artifact_root(uri: str) -> str | None:
+    """Artifacts beside a local store, never in whatever folder the command ran from."""
+    parsed = urlparse(uri)
+    if parsed.scheme == "sqlite":
+        db = Path(uri[len("sqlite:///"):])
+        return (db.parent / "artifacts").resolve().as_uri()
+    if parsed.scheme in ("", "file"):
+        return None  # a file store keeps artifacts inside itself
+    return None  # a tracking server decides
+
+
+def client(repo: Path | None = None):
+    """An MlflowClient on the resolved tracking URI (also set as the process default)."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    uri = tracking_uri(repo)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+def experiment_id(name: str, repo: Path | None = None) -> str:
+    """The experiment `name`, created with a local artifact root where the store is local."""
+    c = client(repo)
+    exp = c.get_experiment_by_name(name)
+    if exp is not None:
+        return exp.experiment_id
+    return c.create_experiment(name, artifact_location=_local_artifact_root(tracking_uri(repo)))
+
+
+def _info(c, mv) -> VersionInfo:
+    tags = dict(mv.tags or {})
+    run = c.get_run(mv.run_id) if mv.run_id else None
+    return VersionInfo(
+        name=mv.name,
+        version=int(mv.version),
+        source=mv.source,
+        run_id=mv.run_id or "",
+        sha256=tags.get("sha256", ""),
+        gate=tags.get("gate", ""),
+        git_commit=tags.get("git_commit", ""),
+        data_hash=tags.get("data_hash", ""),
+        params=dict(run.data.params) if run else {},
+        metrics=dict(run.data.metrics) if run else {},
+        aliases=list(getattr(mv, "aliases", []) or []),
+    )
+
+
+def get_version(name: str, version: int, repo: Path | None = None) -> VersionInfo:
+    """Version `version` of registered model `name`, or a RegistryError saying it is absent."""
+    from mlflow.exceptions import MlflowException
+
+    c = client(repo)
+    try:
+        mv = c.get_model_version(name, str(int(version)))
+    except MlflowException as exc:
+        raise RegistryError(
+            f"{name} version {version} does not exist in the registry at {tracking_uri(repo)}"
+        ) from exc
+    return _info(c, mv)
+
+
+def latest_version(name: str, repo: Path | None = None) -> int | None:
+    """Highest version number of `name`, or None when nothing is registered."""
+    c = client(repo)
+    versions = c.search_model_versions(f"name = '{name}'")
+    return max((int(v.version) for v in versions), default=None)
+
+
+def download_bundle(name: str, version: int, dst: Path, repo: Path | None = None) -> Path:
+    """Download a version's bundle exactly as logged (not via models:/, which adds a file)."""
+    import mlflow
+
+    info = get_version(name, version, repo)
+    dst = Path(dst)
+    dst.mkdir(parents=True, exist_ok=True)
+    return Path(mlflow.artifacts.download_artifacts(artifact_uri=info.source, dst_path=str(dst)))
+
+
+def verify_bundle(name: str, version: int, repo: Path | None = None) -> VersionInfo:
+    """Download a version and check its digest against the `sha256` tag it was registered with."""
+    info = get_version(name, version, repo)
+    if not info.sha256:
+        raise RegistryError(f"{name} version {version} has no sha256 tag; it was not registered "
+                            "by `mlops register` and cannot be promoted")
+    with tempfile.TemporaryDirectory(prefix="bundle-") as tmp:
+        actual = bundle_sha256(download_bundle(name, version, Path(tmp), repo))
+    if actual != info.sha256:
+        raise RegistryError(
+            f"{name} version {version}: artifact digest {actual} does not match the registered "
+            f"sha256 {info.sha256}; the stored files changed after registration"
+        )
+    return info
+
+
+def register_bundle(bundle_dir: Path, name: str, *, run_id: str, tags: dict[str, str],
+                    repo: Path | None = None, description: str = "") -> VersionInfo:
+    """Log `bundle_dir` as the run's `model` artifact and register it as a new version."""
+    import mlflow
+
+    c = client(repo)
+    digest = bundle_sha256(bundle_dir)
+    c.log_artifacts(run_id, str(bundle_dir), artifact_path=BUNDLE_PATH)
+    try:
+        c.get_registered_model(name)
+    except mlflow.exceptions.MlflowException:
+        c.create_registered_model(name, description="Registered only through `mlops register`.")
+    source = f"{c.get_run(run_id).info.artifact_uri.rstrip('/')}/{BUNDLE_PATH}"
+    all_tags = {**tags, "sha256": digest}
+    mv = c.create_model_version(name, source=source, run_id=run_id, tags=all_tags,
+                                description=description or None)
+    return _info(c, c.get_model_version(name, mv.version))
+
+
+def set_alias(name: str, alias: str, version: int, repo: Path | None = None) -> None:
+    client(repo).set_registered_model_alias(name, alias, str(int(version)))
+
+
+def delete_alias(name: str, alias: str, repo: Path | None = None) -> None:
+    client(repo).delete_registered_model_alias(name, alias)
+
+
+def aliases(name: str, repo: Path | None = None) -> dict[str, int]:
+    """Alias -> version for registered model `name` (empty if it does not exist)."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        rm = client(repo).get_registered_model(name)
+    except MlflowException:
+        return {}
+    return {alias: int(version) for alias, version in (rm.aliases or {}).items()}

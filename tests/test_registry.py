@@ -1,0 +1,115 @@
+"""The registry round trip on a real SQLite MLflow store, and the gate that guards it."""
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+
+import numpy as np
+import pytest
+import yaml
+
+from contracts.digest import bundle_sha256
+from contracts.modelfile import load_skops
+from pipelines import registry
+from pipelines.features import features
+from tests.conftest import run
+
+MLOPS = [sys.executable, "-m", "pipelines.cli"]
+
+
+@pytest.fixture()
+def registered(project_copy, monkeypatch):
+    """The trained project with version 1 registered in its embedded store."""
+    out = run([*MLOPS, "register"], project_copy).stdout
+    assert "registered churn version 1" in out
+    monkeypatch.chdir(project_copy)
+    return project_copy
+
+
+def test_registered_version_round_trips_with_same_predictions_and_digest(registered, splits, tmp_path):
+    info = registry.get_version("churn", 1, registered)
+    assert info.gate == "passed" and len(info.sha256) == 64
+    assert info.git_commit == run(["git", "rev-parse", "HEAD"], registered).stdout.strip()
+    lock = yaml.safe_load((registered / "dvc.lock").read_text())
+    source_md5 = next(d["md5"] for d in lock["stages"]["ingest"]["deps"]
+                      if d["path"] == "data/source/telco_churn.csv")
+    assert info.data_hash == source_md5
+    assert info.metrics["roc_auc"] >= 0.80 and info.metrics["roc_auc_ci_low"] < info.metrics["roc_auc"]
+    assert info.params["train.estimator"] == "logistic_regression"
+
+    bundle = registry.download_bundle("churn", 1, tmp_path / "dl", registered)
+    assert bundle_sha256(bundle) == info.sha256
+    assert {"MLmodel", "model.skops", "signature.json", "reference.json", "gate.json",
+            "metrics.json", "MODEL_CARD.md"} <= {p.name for p in bundle.iterdir()}
+    x = features(splits[1])
+    original = load_skops(registered / "models/churn/model.skops")
+    np.testing.assert_array_equal(load_skops(bundle / "model.skops").predict_proba(x),
+                                  original.predict_proba(x))
+
+    import mlflow.pyfunc
+
+    served = mlflow.pyfunc.load_model("models:/churn/1")
+    np.testing.assert_allclose(np.asarray(served.predict(x))[:, 1], original.predict_proba(x)[:, 1])
+
+
+def test_tampered_artifact_fails_verification_naming_both_digests(registered):
+    info = registry.verify_bundle("churn", 1, registered)
+    stored = registered / ".mlflow/artifacts"
+    card = next(stored.rglob("MODEL_CARD.md"))
+    card.write_text(card.read_text() + "\nedited after registration\n")
+    with pytest.raises(registry.RegistryError, match=f"does not match the registered sha256 {info.sha256}"):
+        registry.verify_bundle("churn", 1, registered)
+
+
+def test_unknown_version_is_a_clear_error(registered):
+    with pytest.raises(registry.RegistryError, match="churn version 7 does not exist"):
+        registry.get_version("churn", 7, registered)
+
+
+def test_weak_model_fails_the_gate_and_register_refuses(project_copy):
+    params = yaml.safe_load((project_copy / "params.yaml").read_text())
+    params["train"]["estimator"] = "random_forest"
+    params["train"]["hyperparameters"]["random_forest"] = {"n_estimators": 1, "max_depth": 1}
+    (project_copy / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+    repro = run(["dvc", "repro"], project_copy, check=False)
+    assert repro.returncode != 0
+    assert "floor roc_auc" in repro.stdout and "FAIL" in repro.stdout
+    gate = json.loads((project_copy / "models/churn/gate.json").read_text())
+    assert gate["passed"] is False
+    failed = {r["rule"] for r in gate["rules"] if r["verdict"] == "FAIL"}
+    assert "floor roc_auc" in failed
+
+    refused = run([*MLOPS, "register"], project_copy, check=False)
+    assert refused.returncode == 2
+    assert "refused: the gate failed: floor roc_auc" in refused.stderr
+    assert not (project_copy / ".mlflow/mlflow.db").exists() or registry.latest_version(
+        "churn", project_copy) is None
+
+
+def test_register_refuses_a_gate_verdict_stale_against_dvc_lock(project_copy):
+    gate_path = project_copy / "models/churn/gate.json"
+    gate_path.write_text(json.dumps(json.loads(gate_path.read_text())) + "\n")  # same verdict, new bytes
+    refused = run([*MLOPS, "register"], project_copy, check=False)
+    assert refused.returncode == 2
+    assert "models/churn/gate.json is stale relative to dvc.lock" in refused.stderr
+
+
+def test_champion_regression_rule_reads_the_production_pin(project_copy):
+    from contracts.pin import Lineage, ModelRef, Pin, Promotion
+    from datetime import datetime, timezone
+
+    metrics = json.loads((project_copy / "models/churn/metrics.json").read_text())
+    champion = Pin(environment="production",
+                   model=ModelRef(name="churn", version=4, uri="models:/churn/4", sha256="0" * 64),
+                   lineage=Lineage(run_id="r", git_commit="c", data_hash="d"),
+                   metrics={"roc_auc": metrics["roc_auc"]["value"] + 0.05, "pr_auc": 0.5},
+                   promoted=Promotion(by="someone", at=datetime.now(timezone.utc)))
+    champion.write(project_copy / "environments/production/model.yaml")
+    out = run(["dvc", "repro", "gate"], project_copy, check=False)
+    assert out.returncode != 0
+    gate = json.loads((project_copy / "models/churn/gate.json").read_text())
+    rule = next(r for r in gate["rules"] if r["rule"] == "vs champion roc_auc")
+    assert rule["verdict"] == "FAIL" and "champion v4" in rule["note"]
+    assert next(r for r in gate["rules"] if r["rule"] == "vs champion pr_auc")["verdict"] == "pass"
