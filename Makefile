@@ -49,3 +49,45 @@ test: dev system-deps  ## the test suite
 
 lint: dev  ## ruff
 	$(VENV)/bin/ruff check pipelines service contracts tests
+
+# --- delivery: workflows, Argo, canary, monitoring ---------------------------------------------
+.PHONY: argo-workflow crds workflows-lint monitoring-check dockerfile-lint report github-path
+BASE ?= origin/main
+SUMMARY ?=
+PLOTS_URL ?=
+
+github-path: venv  ## in a GitHub Actions job: put $(VENV)/bin on PATH for the later steps
+	@test -n "$$GITHUB_PATH" || { echo "GITHUB_PATH is not set: not in a workflow job" >&2; exit 1; }
+	echo "$(abspath $(VENV))/bin" >> "$$GITHUB_PATH"
+
+argo-workflow: venv  ## regenerate pipelines/argo/churn-pipeline.yaml from dvc.yaml (hera)
+	$(PY) -m pipelines.argo
+
+crds: venv  ## Rollout, AnalysisTemplate, WorkflowTemplate, PrometheusRule vs their CRD schemas
+	$(PY) -m pipelines.argo --check
+	$(PY) tools/crd_check.py environments/production environments/monitoring pipelines/argo
+
+workflows-lint: dev  ## actionlint + the GitHub workflow JSON schema on .github/workflows
+	$(VENV)/bin/actionlint .github/workflows/*.yml
+	$(VENV)/bin/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
+
+monitoring-check: system-deps  ## promtool check + unit tests of the alert rules
+	promtool check rules environments/monitoring/gitops-ml.rules.yml
+	cd environments/monitoring/tests && promtool test rules gitops-ml.rules.test.yml
+
+dockerfile-lint: dev  ## hadolint on the service image
+	$(VENV)/bin/hadolint service/Dockerfile
+
+report: venv  ## metrics (with intervals) and params vs $(BASE), gate verdicts, plots -> build/report/
+	@mkdir -p build/report
+	dvc metrics diff --all --json $(BASE) > build/report/metrics-diff.json
+	dvc params diff --json $(BASE) > build/report/params-diff.json
+	dvc plots diff $(BASE) --out build/report/plots > /dev/null
+	$(PY) -m pipelines.report --metrics-diff build/report/metrics-diff.json \
+		--params-diff build/report/params-diff.json --gate models/churn/gate.json \
+		--base $(BASE) --out build/report/report.md \
+		$(if $(SUMMARY),--summary "$(SUMMARY)") $(if $(PLOTS_URL),--plots-url "$(PLOTS_URL)")
+	@echo "wrote build/report/report.md"
+
+manifests: dev  ## render every overlay, validate with kubernetes-validate --strict and the Argo CD schema
+	$(PY) -m pipelines.manifests

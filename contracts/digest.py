@@ -1,8 +1,11 @@
 """The digest of a model bundle: one sha256 over every file in it.
 
 It equals what a person gets by hand:
-    (cd BUNDLE && find . -type f -printf '%P\\n' | LC_ALL=C sort | xargs sha256sum) | sha256sum
-so a pin can be checked without this code.
+    (cd BUNDLE && find . -type f ! -path ./registered_model_meta -printf '%P\\n' \\
+        | LC_ALL=C sort | xargs sha256sum) | sha256sum
+so a pin can be checked without this code. `registered_model_meta` is left out because
+MLflow itself writes it into a version's folder whenever the version is loaded through a
+`models:/` URI (into the stored artifacts themselves, on a local artifact store).
 """
 from __future__ import annotations
 
@@ -10,6 +13,7 @@ import hashlib
 from pathlib import Path
 
 _CHUNK = 1 << 20
+MLFLOW_WRITES = frozenset({"registered_model_meta"})
 
 
 def file_sha256(path: Path) -> str:
@@ -27,7 +31,8 @@ def manifest(bundle: Path) -> str:
     if not bundle.is_dir():
         raise FileNotFoundError(f"model bundle {bundle} is not a directory")
     files = sorted(
-        (p for p in bundle.rglob("*") if p.is_file()),
+        (p for p in bundle.rglob("*")
+         if p.is_file() and p.relative_to(bundle).as_posix() not in MLFLOW_WRITES),
         key=lambda p: p.relative_to(bundle).as_posix().encode(),
     )
     if not files:

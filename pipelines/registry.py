@@ -71,8 +71,14 @@ def client(repo: Path | None = None):
     from mlflow import MlflowClient
 
     uri = tracking_uri(repo)
+    chosen_by_user = "MLFLOW_TRACKING_URI" in os.environ
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
+    if not chosen_by_user:
+        # set_tracking_uri also exports MLFLOW_TRACKING_URI; an embedded default must not
+        # stick to the process and answer for another repository later.
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+        os.environ.pop("MLFLOW_REGISTRY_URI", None)
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 

@@ -12,6 +12,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
+# Fixture modules of the promotion and service tests, loaded once for the whole session.
+pytest_plugins = ["gitops_fixtures", "service_fixtures"]
+
 # Tools never phone home from the tests, and the venv's `python`/`dvc` run the stages.
 os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
 os.environ["DVC_NO_ANALYTICS"] = "1"

@@ -18,13 +18,14 @@ from tests.conftest import run
 MLOPS = [sys.executable, "-m", "pipelines.cli"]
 
 
-@pytest.fixture()
-def registered(project_copy, monkeypatch):
-    """The trained project with version 1 registered in its embedded store."""
-    out = run([*MLOPS, "register"], project_copy).stdout
+@pytest.fixture(scope="module")
+def registered(trained_project, tmp_path_factory):
+    """A copy of the trained project with version 1 registered in its embedded store."""
+    repo = tmp_path_factory.mktemp("registered") / "repo"
+    shutil.copytree(trained_project, repo, symlinks=True)
+    out = run([*MLOPS, "register"], repo).stdout
     assert "registered churn version 1" in out
-    monkeypatch.chdir(project_copy)
-    return project_copy
+    return repo
 
 
 def test_registered_version_round_trips_with_same_predictions_and_digest(registered, splits, tmp_path):
@@ -49,17 +50,22 @@ def test_registered_version_round_trips_with_same_predictions_and_digest(registe
 
     import mlflow.pyfunc
 
+    registry.client(registered)  # point the fluent API at this store
     served = mlflow.pyfunc.load_model("models:/churn/1")
     np.testing.assert_allclose(np.asarray(served.predict(x))[:, 1], original.predict_proba(x)[:, 1])
 
 
 def test_tampered_artifact_fails_verification_naming_both_digests(registered):
     info = registry.verify_bundle("churn", 1, registered)
-    stored = registered / ".mlflow/artifacts"
-    card = next(stored.rglob("MODEL_CARD.md"))
-    card.write_text(card.read_text() + "\nedited after registration\n")
-    with pytest.raises(registry.RegistryError, match=f"does not match the registered sha256 {info.sha256}"):
-        registry.verify_bundle("churn", 1, registered)
+    card = next((registered / ".mlflow/artifacts").rglob("MODEL_CARD.md"))
+    original = card.read_bytes()
+    card.write_bytes(original + b"\nedited after registration\n")
+    try:
+        with pytest.raises(registry.RegistryError,
+                           match=f"does not match the registered sha256 {info.sha256}"):
+            registry.verify_bundle("churn", 1, registered)
+    finally:
+        card.write_bytes(original)
 
 
 def test_unknown_version_is_a_clear_error(registered):

@@ -1,0 +1,132 @@
+"""The evidence a reviewer reads in a promotion or rollback pull request (GitHub Markdown)."""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from contracts.pin import Pin
+
+# Interval bounds are logged beside each metric as `<metric>_ci_low` / `<metric>_ci_high`.
+_BOUNDS = ("_ci_low", "_ci_high")
+# Shown first when present; any other metric follows alphabetically.
+PREFERRED = ("roc_auc", "pr_auc", "f1", "precision", "recall", "accuracy", "log_loss")
+
+
+def point_metrics(metrics: dict[str, Any]) -> dict[str, float]:
+    """The point estimates of a flat metrics dict (interval bounds and non-numbers dropped)."""
+    out = {}
+    for key, value in metrics.items():
+        if key.endswith(_BOUNDS) or isinstance(value, bool):
+            continue
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            continue
+        if math.isfinite(number):
+            out[key] = round(number, 6)  # float noise (0.6100000000000001) never reaches a pin
+    return dict(sorted(out.items(), key=lambda kv: _order(kv[0])))
+
+
+def _order(name: str) -> tuple[int, str]:
+    return (PREFERRED.index(name) if name in PREFERRED else len(PREFERRED), name)
+
+
+def _cell(metrics: dict[str, Any] | None, name: str) -> str:
+    if not metrics or name not in metrics:
+        return "–"
+    text = f"{float(metrics[name]):.4f}"
+    low, high = metrics.get(f"{name}_ci_low"), metrics.get(f"{name}_ci_high")
+    if low is not None and high is not None:
+        text += f" [{float(low):.4f}, {float(high):.4f}]"
+    return text
+
+
+def metrics_table(challenger: dict[str, Any], champion: dict[str, Any] | None,
+                  challenger_label: str, champion_label: str) -> str:
+    """Markdown table: each metric for challenger and champion with its 95% interval."""
+    names = sorted(set(point_metrics(challenger)) | set(point_metrics(champion or {})),
+                   key=_order)
+    lines = [f"| metric | {challenger_label} | {champion_label} | Δ |", "|---|---|---|---|"]
+    for name in names:
+        delta = "–"
+        if champion and name in champion and name in challenger:
+            delta = f"{float(challenger[name]) - float(champion[name]):+.4f}"
+        lines.append(f"| {name} | {_cell(challenger, name)} | {_cell(champion, name)} | {delta} |")
+    return "\n".join(lines)
+
+
+def gate_table(gate: dict[str, Any] | None) -> str:
+    """Markdown table of the gate rules from the bundle's gate.json."""
+    if not gate or not gate.get("rules"):
+        return "_No gate.json in the bundle; the version's `gate` tag is the only verdict._"
+    fmt = lambda v: "–" if v is None else f"{float(v):.4f}"
+    lines = ["| rule | value | threshold | verdict |", "|---|---|---|---|"]
+    for rule in gate["rules"]:
+        note = f" ({rule['note']})" if rule.get("note") else ""
+        lines.append(f"| {rule.get('rule', '?')} | {fmt(rule.get('value'))} | "
+                     f"{fmt(rule.get('threshold'))} | {rule.get('verdict', '?')}{note} |")
+    lines.append(f"\nOverall: **{'passed' if gate.get('passed') else 'FAILED'}**")
+    return "\n".join(lines)
+
+
+def _describe(pin: Pin) -> str:
+    if pin.is_empty:
+        return "nothing (no model promoted yet)"
+    return f"`{pin.model.name}` v{pin.model.version} (sha256 `{pin.model.sha256[:12]}`)"
+
+
+def lineage_list(pin: Pin) -> str:
+    """The pinned model's immutable references as a Markdown list."""
+    if pin.is_empty:
+        return "- nothing pinned"
+    m, lin = pin.model, pin.lineage
+    return "\n".join([
+        f"- registry: `{m.uri}`",
+        f"- artifact sha256: `{m.sha256}`",
+        f"- MLflow run: `{lin.run_id}`",
+        f"- training commit: `{lin.git_commit}`",
+        f"- data hash (DVC): `{lin.data_hash}`",
+    ])
+
+
+def promotion_body(*, new: Pin, current: Pin, challenger_metrics: dict[str, Any],
+                   champion_metrics: dict[str, Any] | None, gate: dict[str, Any] | None,
+                   commit: str, staged_in: str | None) -> str:
+    """The pull-request body of a promotion: metrics, gates, lineage, the way back."""
+    env = new.environment
+    m = new.model
+    challenger = f"challenger v{m.version}"
+    champion_label = (f"champion v{current.model.version}" if not current.is_empty
+                      else "champion (none)")
+    order = (f"Staging pinned this exact digest in commit `{staged_in[:12]}`.\n\n"
+             if staged_in else "")
+    return (
+        f"## Promote `{m.name}` v{m.version} to **{env}**\n\n"
+        f"This pull request changes one file, `environments/{env}/model.yaml`, from "
+        f"{_describe(current)} to {_describe(new)}. Merging it is the deployment: Argo CD "
+        f"syncs the environment and the service loads exactly this digest.\n\n{order}"
+        f"### Metrics on the test split (95% bootstrap interval)\n\n"
+        f"{metrics_table(challenger_metrics, champion_metrics, challenger, champion_label)}"
+        f"\n\n### Gates\n\n{gate_table(gate)}\n\n"
+        f"### Lineage\n\n{lineage_list(new)}\n\n"
+        f"### Rolling back\n\n"
+        f"After merging, undo this promotion with\n\n"
+        f"```\nmlops rollback {env}\n```\n\nor by hand, the same change:\n\n"
+        f"```\ngit revert {commit}\n```\n"
+    )
+
+
+def rollback_body(*, env: str, reverted: str, current: Pin, restored: Pin, commit: str,
+                  reason: str | None = None) -> str:
+    """The pull-request body of a rollback: what goes away, what comes back, how to redo."""
+    why = f"**Reason:** {reason}\n\n" if reason else ""
+    return (
+        f"## Roll back **{env}**\n\n{why}"
+        f"This pull request is `git revert {reverted}`: it changes only "
+        f"`environments/{env}/model.yaml`, from {_describe(current)} back to "
+        f"{_describe(restored)}.\n\n"
+        f"### Metrics (as pinned)\n\n"
+        f"{metrics_table(restored.metrics, current.metrics, 'restored', 'rolled back')}\n\n"
+        f"### Lineage of the restored model\n\n{lineage_list(restored)}\n\n"
+        f"### Undoing the rollback\n\n```\ngit revert {commit}\n```\n"
+    )

@@ -1,0 +1,221 @@
+"""`mlops promote MODEL VERSION --to ENV`: pin a registered version in an environment.
+
+A promotion is one commit that changes only `environments/<env>/model.yaml`, carrying the
+trailers Model/Version/Digest/Environment, by default on a new branch
+`promote/<env>/<model>-v<version>` (`--here`: on the current branch). `--push` pushes it, and
+with GITHUB_TOKEN and GITHUB_REPOSITORY set the pushed branch becomes a pull request whose
+body is the evidence. Before writing anything it checks the version exists, its gate passed,
+its artifact still hashes to the registered digest, and (for production) that staging has
+pinned that exact digest before.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from contracts.digest import bundle_sha256
+from contracts.pin import Lineage, ModelRef, Pin, Promotion
+from pipelines import evidence, gitops, pins
+from pipelines.errors import CommandError
+from pipelines.github import GitHub
+
+
+@dataclass
+class PromotionResult:
+    """What a promotion did."""
+
+    environment: str
+    model: str
+    version: int
+    sha256: str
+    commit: str
+    branch: str
+    previous: Pin
+    pin: Pin
+    pushed: bool = False
+    pull_request: str | None = None
+    body: str = ""
+
+    def summary(self) -> str:
+        """Human-readable outcome with the next step."""
+        was = ("nothing" if self.previous.is_empty
+               else f"{self.previous.model.name} v{self.previous.model.version}")
+        lines = [f"promoted {self.model} v{self.version} to {self.environment} (was {was})",
+                 f"  commit {self.commit[:12]} on {self.branch}, sha256 {self.sha256[:12]}"]
+        if self.pull_request:
+            lines.append(f"  pull request: {self.pull_request}")
+        elif self.pushed:
+            lines.append(f"  pushed {self.branch}")
+        elif self.branch.startswith("promote/"):
+            lines.append(f"  next: git push origin {self.branch}  (or mlops promote ... --push)")
+        lines.append(f"  undo: git revert {self.commit}")
+        return "\n".join(lines)
+
+
+def branch_name(env: str, model: str, version: int) -> str:
+    """The branch a promotion is committed on unless --here."""
+    return f"promote/{env}/{model}-v{version}"
+
+
+def commit_message(new: Pin, current: Pin) -> str:
+    """Subject, a short body, and the trailers history is queried by."""
+    m, lin = new.model, new.lineage
+    was = ("nothing" if current.is_empty
+           else f"{current.model.name} v{current.model.version}")
+    return (
+        f"Promote {m.name} v{m.version} to {new.environment}\n\n"
+        f"Pins {m.uri} (was {was}); gate passed.\n"
+        f"Run {lin.run_id}, training commit {lin.git_commit}, data {lin.data_hash}.\n\n"
+        f"Model: {m.name}\nVersion: {m.version}\nDigest: {m.sha256}\n"
+        f"Environment: {new.environment}\n"
+    )
+
+
+def _registry():
+    # Imported on use: MLflow takes seconds to import and history/status need none of it.
+    from pipelines import registry
+
+    return registry
+
+
+def _version(repo: Path, model: str, version: int):
+    registry = _registry()
+    try:
+        return registry.get_version(model, version, repo)
+    except registry.RegistryError as exc:
+        raise CommandError(f"unknown version: {exc}") from exc
+
+
+def _verified_bundle(repo: Path, info, work: Path) -> tuple[dict | None, dict | None]:
+    """Download the version, recompute its digest, return (gate.json, metrics.json)."""
+    if not info.sha256:
+        raise CommandError(f"{info.name} v{info.version} has no sha256 tag; only versions "
+                           "registered by `mlops register` can be promoted")
+    try:
+        bundle = _registry().download_bundle(info.name, info.version, work, repo)
+        actual = bundle_sha256(bundle)
+    except CommandError:
+        raise
+    except Exception as exc:  # MLflow and storage errors come in many types
+        raise CommandError(f"cannot download the artifact of {info.name} v{info.version} "
+                           f"from {info.source}: {exc}") from exc
+    if actual != info.sha256:
+        raise CommandError(
+            f"digest mismatch: the artifact of {info.name} v{info.version} hashes to {actual} "
+            f"but the registry recorded sha256 {info.sha256}; its files changed after "
+            "registration, so it cannot be promoted")
+
+    def _json(name: str) -> dict | None:
+        path = bundle / name
+        return json.loads(path.read_text()) if path.is_file() else None
+
+    return _json("gate.json"), _json("metrics.json")
+
+
+def _champion_metrics(repo: Path, current: Pin) -> dict[str, Any] | None:
+    if current.is_empty:
+        return None
+    registry = _registry()
+    try:
+        return registry.get_version(current.model.name, current.model.version, repo).metrics
+    except registry.RegistryError:
+        return dict(current.metrics)  # the pin's own copy, without intervals
+
+
+def promote(repo: Path, model: str, version: int, env: str, *, here: bool = False,
+            push: bool = False, remote: str = "origin", open_pr: bool = True,
+            by: str | None = None, now: datetime | None = None,
+            registry_repo: Path | None = None) -> PromotionResult:
+    """Check, pin and commit `model` v`version` in `env`; push / open a PR when asked.
+
+    `registry_repo` is where the embedded registry lives when MLFLOW_TRACKING_URI is unset
+    (default: `repo` itself; a throwaway clone passes the checkout it was cloned from)."""
+    repo = gitops.toplevel(Path(repo))
+    store = Path(registry_repo) if registry_repo else repo
+    pins.require_environment(repo, env)
+    gitops.require_clean(repo)
+    base = gitops.current_branch(repo)
+    if base is None and (here or push):
+        raise CommandError("HEAD is detached: check out the branch to promote on")
+    current = pins.read(repo, env, "HEAD")
+
+    info = _version(store, model, version)
+    if info.gate != "passed":
+        raise CommandError(
+            f"failed gate: {model} v{version} did not pass its gates (gate tag "
+            f"{info.gate or 'missing'!r}); only gated versions can be promoted")
+    if not current.is_empty and (current.model.name, current.model.version) == (model, version):
+        raise CommandError(f"{env} already pins {model} v{version}; nothing to promote")
+    staged_in = None
+    if env in pins.PREREQUISITE:
+        before = pins.PREREQUISITE[env]
+        staged_in = pins.digests_ever_pinned(repo, before).get(info.sha256)
+        if staged_in is None:
+            raise CommandError(
+                f"skipping {before}: {env} only accepts a digest that {before} has pinned "
+                f"before, and {model} v{version} (sha256 {info.sha256[:12]}) never was in "
+                f"{before}'s history. Run `mlops promote {model} {version} --to {before}` "
+                f"and merge it first")
+    with tempfile.TemporaryDirectory(prefix="mlops-promote-") as tmp:
+        gate, _ = _verified_bundle(store, info, Path(tmp))
+
+    new = Pin(
+        environment=env,
+        model=ModelRef(name=model, version=version, uri=f"models:/{model}/{version}",
+                       sha256=info.sha256),
+        lineage=Lineage(run_id=info.run_id, git_commit=info.git_commit,
+                        data_hash=info.data_hash, params=dict(sorted(info.params.items()))),
+        metrics=evidence.point_metrics(info.metrics),
+        promoted=Promotion(by=by or gitops.identity(repo),
+                           at=(now or datetime.now(UTC)).replace(microsecond=0)),
+        shadow=current.shadow,  # a shadow model is its own decision; a promotion keeps it
+    )
+    path = pins.relpath(env)
+
+    def write_and_commit(work: Path) -> None:
+        new.write(work / path)
+        gitops.commit_file(work, path, commit_message(new, current))
+
+    branch = base if here else branch_name(env, model, version)
+    sha = gitops.commit_on(repo, branch=None if here else branch, make_commit=write_and_commit)
+    result = PromotionResult(env, model, version, info.sha256, sha, branch or "HEAD",
+                             current, new)
+    result.body = evidence.promotion_body(
+        new=new, current=current, challenger_metrics=info.metrics,
+        champion_metrics=_champion_metrics(store, current), gate=gate, commit=sha,
+        staged_in=staged_in)
+    if push:
+        gitops.push(repo, remote, result.branch)
+        result.pushed = True
+        github = GitHub.from_env() if open_pr and not here else None
+        if github is not None:
+            result.pull_request = github.open_pull_request(
+                title=commit_message(new, current).splitlines()[0], head=result.branch,
+                base=base, body=result.body)
+    return result
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", help="registered model name, e.g. churn")
+    parser.add_argument("version", type=int, help="registered version number")
+    parser.add_argument("--to", dest="env", required=True, help="environment, e.g. staging")
+    parser.add_argument("--here", action="store_true",
+                        help="commit on the current branch instead of a new promote/ branch")
+    parser.add_argument("--push", action="store_true",
+                        help="push the branch (and open a pull request when GITHUB_TOKEN and "
+                             "GITHUB_REPOSITORY are set)")
+    parser.add_argument("--remote", default="origin", help="remote to push to (default origin)")
+    parser.add_argument("--no-pr", action="store_true", help="push without opening a PR")
+    parser.add_argument("--repo", type=Path, default=Path("."), help="repository (default .)")
+
+
+def run(args: argparse.Namespace) -> int:
+    result = promote(args.repo, args.model, args.version, args.env, here=args.here,
+                     push=args.push, remote=args.remote, open_pr=not args.no_pr)
+    print(result.summary())
+    return 0

@@ -1,0 +1,116 @@
+"""`mlops rollback ENV`: `git revert` of the promotion now in effect in an environment.
+
+The promotion is found from the commit trailers (see pipelines/history.py); the revert is
+git's own `git revert --no-edit`, so typing `git revert <sha>` by hand gives the same change
+and the same message. Because a promotion changes only its pin file, the revert restores the
+previous pin byte for byte. Same branch / --here / --push / pull-request behaviour as promote.
+"""
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from pathlib import Path
+
+from contracts.pin import Pin
+from pipelines import evidence, gitops, history, pins
+from pipelines.errors import CommandError
+from pipelines.github import GitHub
+
+
+@dataclass
+class RollbackResult:
+    """What a rollback did."""
+
+    environment: str
+    reverted: str  # sha of the promotion commit undone
+    commit: str
+    branch: str
+    previous: Pin  # what was pinned before the rollback
+    pin: Pin  # what is pinned now
+    pushed: bool = False
+    pull_request: str | None = None
+    body: str = ""
+
+    def summary(self) -> str:
+        """Human-readable outcome."""
+        def name(p: Pin) -> str:
+            return "nothing" if p.is_empty else f"{p.model.name} v{p.model.version}"
+
+        lines = [f"rolled back {self.environment}: {name(self.previous)} -> {name(self.pin)}",
+                 f"  commit {self.commit[:12]} on {self.branch} reverts {self.reverted[:12]}"]
+        if self.pull_request:
+            lines.append(f"  pull request: {self.pull_request}")
+        elif self.pushed:
+            lines.append(f"  pushed {self.branch}")
+        return "\n".join(lines)
+
+
+def branch_name(env: str, promotion: history.Event) -> str:
+    """The branch a rollback is committed on unless --here."""
+    p = promotion.pin.model
+    return f"rollback/{env}/{p.name}-v{p.version}-{promotion.commit.sha[:8]}"
+
+
+def rollback(repo: Path, env: str, *, here: bool = False, push: bool = False,
+             remote: str = "origin", open_pr: bool = True,
+             reason: str | None = None) -> RollbackResult:
+    """Revert the newest promotion still in effect in `env`; push / open a PR when asked.
+
+    `reason` (e.g. the alert that fired) goes into the pull request, not the commit, so the
+    commit stays exactly what a hand-typed `git revert` makes."""
+    repo = gitops.toplevel(Path(repo))
+    pins.require_environment(repo, env)
+    gitops.require_clean(repo)
+    base = gitops.current_branch(repo)
+    if base is None and (here or push):
+        raise CommandError("HEAD is detached: check out the branch to roll back on")
+    target = history.newest_active_promotion(repo, env)
+    if target is None:
+        raise CommandError(f"nothing to roll back in {env}: no promotion in effect in its "
+                           f"history ({pins.relpath(env)})")
+    try:
+        current = pins.read(repo, env, "HEAD")
+    except ValueError as exc:
+        raise CommandError(f"the {env} pin at HEAD is not a valid pin, so it was not written by "
+                           f"a promotion; revert the commit that broke it: {exc}") from exc
+    branch = base if here else branch_name(env, target)
+    sha = gitops.commit_on(repo, branch=None if here else branch,
+                           make_commit=lambda work: gitops.revert(work, target.commit.sha))
+    changed = gitops.git(repo, "diff-tree", "--no-commit-id", "--name-only", "-r", sha).split()
+    if changed != [pins.relpath(env)]:
+        # Cannot happen for a promotion made by `mlops promote`; says so if history was edited.
+        raise CommandError(f"revert {sha[:12]} changed {changed}, not only {pins.relpath(env)}")
+    result = RollbackResult(env, target.commit.sha, sha, branch or "HEAD", current,
+                            pins.read(repo, env, sha))
+    result.body = evidence.rollback_body(env=env, reverted=target.commit.sha, current=current,
+                                         restored=result.pin, commit=sha,
+                                         reason=reason)
+    if push:
+        gitops.push(repo, remote, result.branch)
+        result.pushed = True
+        github = GitHub.from_env() if open_pr and not here else None
+        if github is not None:
+            subject = gitops.git(repo, "log", "-1", "--format=%s", sha).strip()
+            result.pull_request = github.open_pull_request(
+                title=subject, head=result.branch, base=base, body=result.body)
+    return result
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("env", help="environment to roll back, e.g. production")
+    parser.add_argument("--here", action="store_true",
+                        help="commit on the current branch instead of a new rollback/ branch")
+    parser.add_argument("--push", action="store_true",
+                        help="push the branch (and open a pull request when GITHUB_TOKEN and "
+                             "GITHUB_REPOSITORY are set)")
+    parser.add_argument("--remote", default="origin", help="remote to push to (default origin)")
+    parser.add_argument("--no-pr", action="store_true", help="push without opening a PR")
+    parser.add_argument("--reason", help="why (e.g. the alert); shown in the pull request")
+    parser.add_argument("--repo", type=Path, default=Path("."), help="repository (default .)")
+
+
+def run(args: argparse.Namespace) -> int:
+    result = rollback(args.repo, args.env, here=args.here, push=args.push, remote=args.remote,
+                      open_pr=not args.no_pr, reason=args.reason)
+    print(result.summary())
+    return 0

@@ -1,0 +1,86 @@
+"""`mlops status`: what each environment runs (its pin in git) and whether the registry agrees."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from contracts.pin import Pin
+from pipelines import evidence, gitops, pins
+
+SHOWN_METRICS = 3
+
+
+def registry_verdict(pin: Pin, repo: Path) -> str:
+    """`ok`, or what in the registry disagrees with the pin (git is right either way)."""
+    if pin.is_empty:
+        return "-"
+    from pipelines import registry
+
+    m = pin.model
+    try:
+        info = registry.get_version(m.name, m.version, repo)
+        alias = registry.aliases(m.name, repo).get(pin.environment)
+    except registry.RegistryError:
+        return f"MISSING: {m.name} v{m.version} not in registry"
+    except Exception as exc:  # noqa: BLE001 - an unreachable server must not hide the table
+        return f"unreachable ({type(exc).__name__})"
+    if info.sha256 != m.sha256:
+        return f"DIGEST DIFFERS: registry sha256 {info.sha256[:12] or 'missing'}"
+    if alias != m.version:
+        shown = "unset" if alias is None else f"v{alias}"
+        return f"alias {pin.environment} is {shown} (run mlops sync-aliases)"
+    return "ok"
+
+
+def _metrics(pin: Pin) -> str:
+    shown = list(evidence.point_metrics(pin.metrics).items())[:SHOWN_METRICS]
+    return " ".join(f"{k}={v:.3f}" for k, v in shown) or "-"
+
+
+def status_rows(repo: Path, registry: bool = True,
+                registry_repo: Path | None = None) -> list[dict[str, str]]:
+    """One row per environment, as the table shows it (`registry_repo`: see promote())."""
+    rows = []
+    for env in pins.environments(repo):
+        try:
+            pin = pins.read(repo, env)
+        except ValueError as exc:
+            rows.append({"environment": env, "model": f"INVALID PIN: {exc}".splitlines()[0]})
+            continue
+        if pin.is_empty:
+            rows.append({"environment": env, "model": "(nothing promoted)"})
+            continue
+        rows.append({
+            "environment": env,
+            "model": pin.model.name,
+            "version": f"v{pin.model.version}",
+            "digest": pin.model.sha256[:12],
+            "promoted": pin.promoted.at.strftime("%Y-%m-%d %H:%M:%SZ"),
+            "by": pin.promoted.by,
+            "metrics": _metrics(pin),
+            "registry": (registry_verdict(pin, registry_repo or repo) if registry
+                         else "(not checked)"),
+        })
+    return rows
+
+
+COLUMNS = ("environment", "model", "version", "digest", "promoted", "by", "metrics", "registry")
+
+
+def status_table(repo: Path, registry: bool = True, registry_repo: Path | None = None) -> str:
+    """Printable table: environment, model, version, digest, when/who, metrics, registry."""
+    rows = status_rows(Path(repo), registry, registry_repo)
+    widths = {c: max([len(c)] + [len(r.get(c, "-")) for r in rows]) for c in COLUMNS}
+    line = lambda r: "  ".join(r.get(c, "-").ljust(widths[c]) for c in COLUMNS).rstrip()
+    return "\n".join([line({c: c.upper() for c in COLUMNS})] + [line(r) for r in rows])
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--repo", type=Path, default=Path("."), help="repository (default .)")
+    parser.add_argument("--offline", action="store_true",
+                        help="do not ask the registry whether it agrees")
+
+
+def run(args: argparse.Namespace) -> int:
+    print(status_table(gitops.toplevel(args.repo), registry=not args.offline))
+    return 0

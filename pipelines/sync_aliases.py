@@ -1,0 +1,71 @@
+"""`mlops sync-aliases`: make each registry alias `<env>` point at the version git pins there.
+
+Git is the source of truth: an alias that disagrees is reported and then moved (or deleted
+when the environment pins nothing); `--check` only reports and exits 1 on any disagreement.
+"""
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from pathlib import Path
+
+from pipelines import gitops, pins
+
+
+@dataclass
+class AliasChange:
+    """One alias that disagreed with git."""
+
+    model: str
+    alias: str
+    registry: int | None  # version the alias pointed at (None: unset)
+    git: int | None  # version the pin names (None: nothing pinned)
+
+    def describe(self, applied: bool) -> str:
+        was = "unset" if self.registry is None else f"v{self.registry}"
+        want = "nothing" if self.git is None else f"v{self.git}"
+        verb = ("deleted" if self.git is None else "moved to " + want) if applied else "disagrees"
+        return (f"{self.model}@{self.alias}: registry says {was}, git pins {want}; {verb}")
+
+
+def sync_aliases(repo: Path, *, check: bool = False,
+                 registry_repo: Path | None = None) -> list[AliasChange]:
+    """Align aliases with the pins (unless `check`); return every alias that disagreed."""
+    from pipelines import registry
+
+    repo = gitops.toplevel(Path(repo))
+    store = Path(registry_repo) if registry_repo else repo
+    envs = pins.environments(repo)
+    pinned = {env: pins.read(repo, env) for env in envs}
+    models = sorted({p.model.name for p in pinned.values() if not p.is_empty})
+    changes = []
+    for model in models:
+        current = registry.aliases(model, store)
+        for env, pin in pinned.items():
+            want = pin.model.version if not pin.is_empty and pin.model.name == model else None
+            have = current.get(env)
+            if have == want:
+                continue
+            changes.append(AliasChange(model, env, have, want))
+            if check:
+                continue
+            if want is None:
+                registry.delete_alias(model, env, store)
+            else:
+                registry.set_alias(model, env, want, store)
+    return changes
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--repo", type=Path, default=Path("."), help="repository (default .)")
+    parser.add_argument("--check", action="store_true",
+                        help="only report disagreements; exit 1 if there are any")
+
+
+def run(args: argparse.Namespace) -> int:
+    changes = sync_aliases(args.repo, check=args.check)
+    for change in changes:
+        print(change.describe(applied=not args.check))
+    if not changes:
+        print("every alias agrees with git")
+    return 1 if (args.check and changes) else 0

@@ -1,0 +1,201 @@
+"""Fixtures for promotion and rollback tests: real git repositories with a bare remote, and a
+real MLflow registry (SQLite store, local artifacts) holding tiny registered bundles.
+
+Loaded as a pytest plugin (`pytest_plugins = ("gitops_fixtures",)`), so the session-scoped
+registry is built once however many modules use it.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+MODEL = "churn"
+
+
+def sh(cwd: Path, *cmd: str, check: bool = True) -> subprocess.CompletedProcess:
+    """Run a command; on failure the assertion shows both streams."""
+    proc = subprocess.run(list(cmd), cwd=cwd, check=False, capture_output=True, text=True,
+                          env={**os.environ, "LC_ALL": "C", "GIT_TERMINAL_PROMPT": "0"})
+    if check and proc.returncode != 0:
+        raise AssertionError(
+            f"{' '.join(cmd)} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def git(cwd: Path, *args: str, check: bool = True) -> str:
+    """`git ARGS` in `cwd`, returning stdout."""
+    return sh(cwd, "git", *args, check=check).stdout
+
+
+@dataclass
+class GitopsRepo:
+    """A clone of a bare remote holding environments/ with empty pins, on branch main."""
+
+    path: Path
+    remote: Path
+
+    def pin_bytes(self, env: str) -> bytes:
+        return (self.path / "environments" / env / "model.yaml").read_bytes()
+
+    def head(self) -> str:
+        return git(self.path, "rev-parse", "HEAD").strip()
+
+    def clone(self, dst: Path) -> GitopsRepo:
+        """Another person's clone of the same remote."""
+        git(dst.parent, "clone", "-q", str(self.remote), str(dst))
+        _identity(dst, "Grace Hopper", "grace@example.com")
+        return GitopsRepo(dst, self.remote)
+
+    def unrelated_commit(self, name: str = "NOTES.md", text: str = "notes\n") -> str:
+        """A commit that touches no pin (someone else's work landing in between)."""
+        path = self.path / name
+        path.write_text((path.read_text() if path.exists() else "") + text)
+        git(self.path, "add", name)
+        git(self.path, "commit", "-q", "-m", f"Update {name}")
+        return self.head()
+
+
+def _identity(repo: Path, name: str, email: str) -> None:
+    git(repo, "config", "user.name", name)
+    git(repo, "config", "user.email", email)
+    git(repo, "config", "commit.gpgsign", "false")
+
+
+def make_gitops_repo(base: Path) -> GitopsRepo:
+    """A bare remote and a clone with the project's environments/ committed on main."""
+    remote = base / "remote.git"
+    work = base / "work"
+    git(base, "init", "-q", "--bare", "-b", "main", str(remote))
+    git(base, "init", "-q", "-b", "main", str(work))
+    _identity(work, "Ada Lovelace", "ada@example.com")
+    shutil.copytree(ROOT / "environments", work / "environments",
+                    ignore=shutil.ignore_patterns("node_modules", "__pycache__"))
+    (work / "README.md").write_text("gitops-ml test repository\n")
+    (work / ".gitignore").write_text("/.mlflow/\n")
+    git(work, "add", "-A")
+    git(work, "commit", "-q", "-m", "Environments")
+    git(work, "remote", "add", "origin", str(remote))
+    git(work, "push", "-q", "-u", "origin", "main")
+    return GitopsRepo(work, remote)
+
+
+@pytest.fixture()
+def gitops_repo(tmp_path) -> GitopsRepo:
+    """A fresh repository with empty pins and a bare remote `origin`."""
+    return make_gitops_repo(tmp_path)
+
+
+# ---------------------------------------------------------------------------------------------
+# A real registry with tiny bundles
+
+@dataclass
+class Registry:
+    """The tracking URI and what each registered version is for."""
+
+    uri: str
+    versions: dict[str, int]  # role -> version number
+    digests: dict[int, str]
+
+
+METRICS = {1: 0.81, 2: 0.83, 3: 0.85, 4: 0.60, 5: 0.86, 6: 0.87}
+
+
+def _gate(version: int) -> dict:
+    passed = version != 4
+    return {"passed": passed, "rules": [
+        {"rule": "floor roc_auc", "value": METRICS[version], "threshold": 0.8, "passed": passed,
+         "note": "", "verdict": "pass" if passed else "FAIL"},
+        {"rule": "model size MB", "value": 0.01, "threshold": 25.0, "passed": True,
+         "note": "", "verdict": "pass"}]}
+
+
+def _base_bundle(dst: Path) -> Path:
+    import mlflow.sklearn
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(40, 2))
+    y = (x[:, 0] > 0).astype(int)
+    mlflow.sklearn.save_model(LogisticRegression().fit(x, y), str(dst),
+                              serialization_format="skops")
+    (dst / "signature.json").write_text(json.dumps({
+        "model": MODEL, "target": "Churn", "classes": ["No", "Yes"], "positive_class": "Yes",
+        "features": [{"name": "a", "type": "number"}, {"name": "b", "type": "number"}]}))
+    return dst
+
+
+@pytest.fixture(scope="session")
+def registry_store(tmp_path_factory) -> Registry:
+    """Versions 1-3 and 5-6 of `churn` pass their gate; 4 failed it; 6's artifact was altered
+    after registration (digest mismatch). Built once per test session."""
+    return _build_registry(tmp_path_factory.mktemp("registry"))
+
+
+def _build_registry(root: Path) -> Registry:
+    from mlflow import MlflowClient
+
+    from contracts.digest import bundle_sha256
+    from pipelines import registry
+
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MLFLOW_TRACKING_URI", uri)
+        client = registry.client()
+        exp = client.create_experiment(MODEL, artifact_location=(root / "artifacts").as_uri())
+        base = _base_bundle(root / "base")
+        digests = {}
+        for version in sorted(METRICS):
+            bundle = root / f"bundle-v{version}"
+            shutil.copytree(base, bundle)
+            auc = METRICS[version]
+            (bundle / "metrics.json").write_text(json.dumps(
+                {"roc_auc": {"value": auc, "ci_low": auc - 0.02, "ci_high": auc + 0.02}}))
+            (bundle / "gate.json").write_text(json.dumps(_gate(version)))
+            run_id = client.create_run(exp).info.run_id
+            for key, value in {"roc_auc": auc, "roc_auc_ci_low": auc - 0.02,
+                               "roc_auc_ci_high": auc + 0.02, "f1": auc - 0.2}.items():
+                client.log_metric(run_id, key, value)
+            client.log_param(run_id, "train.estimator", "logistic_regression")
+            info = registry.register_bundle(bundle, MODEL, run_id=run_id, tags={
+                "gate": "failed" if version == 4 else "passed", "run_id": run_id,
+                "git_commit": f"{version:x}" * 40, "data_hash": f"{version}" * 32})
+            assert info.version == version
+            digests[version] = info.sha256
+            client.set_terminated(run_id)
+        # Someone changes a stored file of v6 after it was registered.
+        stored = Path(registry.get_version(MODEL, 6).source.removeprefix("file://"))
+        (stored / "metrics.json").write_text('{"roc_auc": {"value": 0.99}}')
+        assert bundle_sha256(stored) != digests[6]
+        MlflowClient(uri).get_registered_model(MODEL)
+        import mlflow
+
+        mlflow.set_tracking_uri(None)
+        mlflow.set_registry_uri(None)
+    return Registry(uri, {"v1": 1, "v2": 2, "v3": 3, "failed_gate": 4, "v5": 5, "tampered": 6},
+                    digests)
+
+
+@pytest.fixture()
+def registry_env(registry_store, monkeypatch) -> Iterator[Registry]:
+    """Points MLFLOW_TRACKING_URI at the shared test registry for one test (aliases cleared)."""
+    import mlflow
+
+    from pipelines import registry
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", registry_store.uri)
+    for alias in registry.aliases(MODEL):
+        registry.delete_alias(MODEL, alias)
+    yield registry_store
+    # registry.client() also sets MLflow's process-wide URI (and exports it as
+    # MLFLOW_TRACKING_URI); leave no trace for other tests.
+    mlflow.set_tracking_uri(None)
+    mlflow.set_registry_uri(None)

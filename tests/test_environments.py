@@ -1,0 +1,199 @@
+"""The Kustomize environments and Argo CD objects: they render, validate, and follow the pin."""
+from __future__ import annotations
+
+import copy
+import shutil
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+import yaml
+
+from contracts.pin import Lineage, ModelRef, Pin, Promotion
+from pipelines import manifests
+from pipelines.errors import CommandError
+
+ROOT = Path(__file__).resolve().parents[1]
+ENVS = ("staging", "production")
+
+
+def _by_kind(objects: list[dict], kind: str) -> list[dict]:
+    return [o for o in objects if o["kind"] == kind]
+
+
+def _one(objects: list[dict], kind: str) -> dict:
+    found = _by_kind(objects, kind)
+    assert len(found) == 1, f"expected one {kind}, got {len(found)}"
+    return found[0]
+
+
+@pytest.fixture(scope="module")
+def rendered() -> dict[str, list[dict]]:
+    return {env: manifests.documents(manifests.render(ROOT / "environments" / env)) for env in ENVS}
+
+
+def _pinned(env: str, version: int) -> Pin:
+    return Pin(
+        environment=env,
+        model=ModelRef(name="churn", version=version, uri=f"models:/churn/{version}",
+                       sha256=f"{version:x}" * 64),
+        lineage=Lineage(run_id="r" * 32, git_commit="c" * 40, data_hash="d" * 32),
+        metrics={"roc_auc": 0.84},
+        promoted=Promotion(by="Ada <ada@example.com>", at=datetime(2026, 1, 2, tzinfo=UTC)),
+    )
+
+
+def test_every_environment_folder_is_an_overlay_with_a_pin():
+    assert [p.name for p in manifests.overlays(ROOT)] == list(ENVS)
+    for env in ENVS:
+        assert Pin.read(ROOT / "environments" / env / "model.yaml").environment == env
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_overlay_renders_and_passes_strict_kubernetes_validation(env):
+    manifests.validate_kubernetes(manifests.render(ROOT / "environments" / env), label=env)
+
+
+def test_strict_validation_rejects_an_unknown_field(rendered):
+    # Guards the guard: the validator above really is strict.
+    objects = copy.deepcopy(rendered["staging"])
+    container = _one(objects, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    container["imagePullPolice"] = "x"
+    with pytest.raises(CommandError, match="imagePullPolice"):
+        manifests.validate_kubernetes(yaml.safe_dump_all(objects), label="broken")
+
+
+def test_argocd_objects_match_the_argo_cd_schema():
+    objects = manifests.documents(manifests.render(ROOT / "environments" / "argocd"))
+    assert sorted(o["kind"] for o in objects) == ["AppProject", "Application", "Application"]
+    report = manifests.validate_argocd(objects)
+    assert report.count("ok ") == 3
+
+
+def test_argocd_schema_check_rejects_a_wrong_type():
+    objects = manifests.documents(manifests.render(ROOT / "environments" / "argocd"))
+    app = _by_kind(objects, "Application")[0]
+    app["spec"]["syncPolicy"]["automated"]["prune"] = "yes"
+    with pytest.raises(CommandError, match="prune must be boolean"):
+        manifests.validate_argocd([app])
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_argocd_application_syncs_its_overlay_automatically_with_prune_and_self_heal(env):
+    app = yaml.safe_load((ROOT / "environments" / "argocd" / f"{env}.yaml").read_text())
+    spec = app["spec"]
+    assert spec["source"]["path"] == f"environments/{env}"
+    assert spec["destination"]["namespace"] == f"gitops-ml-{env}"
+    assert spec["syncPolicy"]["automated"] == {"prune": True, "selfHeal": True}
+    overlay = yaml.safe_load((ROOT / "environments" / env / "kustomization.yaml").read_text())
+    assert overlay["namespace"] == spec["destination"]["namespace"]
+
+
+def test_changing_the_pin_changes_the_configmap_name_the_deployment_mounts(tmp_path):
+    shutil.copytree(ROOT / "environments", tmp_path / "environments")
+    overlay = tmp_path / "environments" / "staging"
+
+    def mounted_pin() -> tuple[str, str]:
+        objects = manifests.documents(manifests.render(overlay))
+        deployment = _one(objects, "Deployment")
+        volume = next(v for v in deployment["spec"]["template"]["spec"]["volumes"]
+                      if v["name"] == "model-pin")
+        name = volume["configMap"]["name"]
+        config_map = next(o for o in _by_kind(objects, "ConfigMap")
+                          if o["metadata"]["name"] == name)
+        return name, config_map["data"]["model.yaml"]
+
+    empty_name, empty_text = mounted_pin()
+    assert Pin.parse(empty_text).is_empty
+    _pinned("staging", 2).write(overlay / "model.yaml")
+    v2_name, v2_text = mounted_pin()
+    _pinned("staging", 3).write(overlay / "model.yaml")
+    v3_name, _ = mounted_pin()
+
+    assert empty_name.startswith("model-pin-") and v2_name.startswith("model-pin-")
+    assert len({empty_name, v2_name, v3_name}) == 3
+    assert Pin.parse(v2_text).model.version == 2
+    # Same pin, same name: re-rendering does not roll pods for nothing.
+    _pinned("staging", 2).write(overlay / "model.yaml")
+    assert mounted_pin()[0] == v2_name
+
+
+def _normalised(objects: list[dict], env: str) -> list[dict]:
+    # Remove exactly what may differ between environments; the rest must be identical.
+    # Production may also deliver by canary (Argo Rollouts objects, the HPA scaling the Rollout).
+    text = yaml.safe_dump_all(objects, sort_keys=True).replace(f"gitops-ml-{env}", "NS")
+    out = []
+    for obj in yaml.safe_load_all(text):
+        if obj["kind"] == "ConfigMap" and obj["metadata"]["name"].startswith("model-pin-"):
+            continue
+        if obj["apiVersion"].startswith("argoproj.io/"):
+            continue
+        if obj["kind"] == "HorizontalPodAutoscaler":
+            obj["spec"].pop("minReplicas")
+            obj["spec"].pop("maxReplicas")
+            obj["spec"].pop("scaleTargetRef")
+        if obj["kind"] == "Deployment":
+            for volume in obj["spec"]["template"]["spec"]["volumes"]:
+                if volume["name"] == "model-pin":
+                    volume["configMap"]["name"] = "PIN"
+        out.append(obj)
+    return out
+
+
+def test_overlays_differ_only_in_namespace_replicas_pin_and_delivery(rendered):
+    assert _normalised(rendered["staging"], "staging") == _normalised(rendered["production"],
+                                                                       "production")
+    hpa = {env: _one(rendered[env], "HorizontalPodAutoscaler")["spec"] for env in ENVS}
+    assert hpa["production"]["minReplicas"] > hpa["staging"]["minReplicas"]
+    assert hpa["staging"]["scaleTargetRef"]["kind"] == "Deployment"
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_service_runs_non_root_read_only_with_health_and_ready_probes(rendered, env):
+    objects = rendered[env]
+    pod = _one(objects, "Deployment")["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert container["securityContext"]["allowPrivilegeEscalation"] is False
+    assert container["securityContext"]["capabilities"]["drop"] == ["ALL"]
+    assert container["livenessProbe"]["httpGet"]["path"] == "/health"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/ready"
+    assert container["ports"] == [{"name": "http", "containerPort": 8000, "protocol": "TCP"}]
+    assert {"name": "MODEL_PIN", "value": "/etc/gitops-ml/model.yaml"} in container["env"]
+    mount = next(m for m in container["volumeMounts"] if m["name"] == "model-pin")
+    assert mount["mountPath"] == "/etc/gitops-ml" and mount["readOnly"] is True
+    assert container["resources"]["requests"] and container["resources"]["limits"]
+    image, tag = container["image"].rsplit(":", 1)
+    assert image == "ghcr.io/OWNER/gitops-ml-service" and tag != "unset"
+    for kind in ("Service", "HorizontalPodAutoscaler", "PodDisruptionBudget", "NetworkPolicy",
+                 "ServiceAccount"):
+        assert _one(objects, kind)["metadata"]["namespace"] == f"gitops-ml-{env}"
+    assert _one(objects, "ServiceAccount")["automountServiceAccountToken"] is False
+
+
+def test_environments_hold_no_secrets_and_no_deprecated_patch_fields(rendered):
+    for env in ENVS:
+        assert not _by_kind(rendered[env], "Secret")
+    for kustomization in (ROOT / "environments").rglob("kustomization.yaml"):
+        data = yaml.safe_load(kustomization.read_text())
+        assert "patchesStrategicMerge" not in data and "patchesJson6902" not in data, kustomization
+
+
+def test_manifests_command_checks_every_overlay_and_the_argocd_objects(capsys):
+    assert manifests.main([]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out == ["ok  environments/staging: renders and passes kubernetes-validate",
+                   "ok  environments/production: renders and passes kubernetes-validate",
+                   "ok  environments/argocd: 3 objects match the Argo CD schema"]
+
+
+def test_argocd_schema_checker_installs_from_its_lock_file_into_a_cache(tmp_path, monkeypatch):
+    # What a fresh machine does: `npm ci` from environments/argocd/validate/package-lock.json
+    # into the cache folder, never into the repository.
+    monkeypatch.setenv("GITOPS_ML_CACHE", str(tmp_path))
+    folder = manifests.argocd_validator()
+    assert folder.parent == tmp_path
+    assert (folder / "node_modules" / "@kubernetes-models" / "argo-cd" / "package.json").is_file()
+    assert not (ROOT / "environments" / "argocd" / "validate" / "node_modules").exists()
+    assert manifests.argocd_validator() == folder  # second call reuses it
