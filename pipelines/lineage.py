@@ -2,25 +2,22 @@
 from __future__ import annotations
 
 import hashlib
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-
-def git(repo: Path, *args: str) -> str:
-    """Run git in `repo` and return its stripped stdout ('' if git fails)."""
-    proc = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True)
-    return proc.stdout.strip() if proc.returncode == 0 else ""
+from pipelines.gitops import git
 
 
 def git_commit(repo: Path) -> str:
-    return git(repo, "rev-parse", "HEAD") or "unknown"
+    """HEAD's full sha, or 'unknown' outside a repository."""
+    return git(repo, "rev-parse", "HEAD", check=False).strip() or "unknown"
 
 
 def git_dirty(repo: Path) -> bool:
-    return bool(git(repo, "status", "--porcelain", "--untracked-files=no"))
+    """Whether tracked files differ from HEAD (the model may not match the commit)."""
+    return bool(git(repo, "status", "--porcelain", "--untracked-files=no", check=False).strip())
 
 
 def md5(path: Path) -> str:
@@ -44,6 +41,12 @@ def locked(lock: dict[str, Any], stage: str, kind: str, path: str) -> str | None
         if entry.get("path") == path:
             return entry.get("md5")
     return None
+
+
+def outputs(lock: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """(stage, out entry) for every output dvc.lock records."""
+    return [(name, entry) for name, stage in (lock.get("stages") or {}).items()
+            for entry in (stage or {}).get("outs", []) or []]
 
 
 def data_hashes(lock: dict[str, Any]) -> dict[str, str]:

@@ -51,6 +51,13 @@ def check_gate(models_dir: Path, repo: Path, lock: dict[str, Any] | None) -> dic
             if recorded != lineage.md5(path):
                 raise CommandError(f"refused: {rel(path)} is stale relative to dvc.lock "
                                    f"({what} changed since the gate ran); run `dvc repro`")
+        # Every other file that travels in the bundle must be the one its stage wrote.
+        for stage, entry in lineage.outputs(lock):
+            path = repo / entry["path"]
+            if path.is_file() and path.parent.resolve() == models_dir.resolve() \
+                    and entry.get("md5") != lineage.md5(path):
+                raise CommandError(f"refused: {entry['path']} is stale relative to dvc.lock "
+                                   f"(stage {stage!r} recorded another file); run `dvc repro`")
     return gate
 
 

@@ -119,3 +119,11 @@ def test_champion_regression_rule_reads_the_production_pin(project_copy):
     rule = next(r for r in gate["rules"] if r["rule"] == "vs champion roc_auc")
     assert rule["verdict"] == "FAIL" and "champion v4" in rule["note"]
     assert next(r for r in gate["rules"] if r["rule"] == "vs champion pr_auc")["verdict"] == "pass"
+
+
+def test_register_refuses_a_bundle_file_that_its_stage_did_not_write(project_copy):
+    reference = project_copy / "models/churn/reference.json"
+    reference.write_text(reference.read_text().replace('"rows"', '"rows" ', 1))
+    refused = run([*MLOPS, "register"], project_copy, check=False)
+    assert refused.returncode == 2
+    assert "models/churn/reference.json is stale relative to dvc.lock (stage 'train'" in refused.stderr
