@@ -127,8 +127,8 @@ def serve_and_predict(repo: Path, env: str, rows: int = 3) -> None:
         if answer.status_code != 200:
             raise DemoError("prediction failed")
         metrics = httpx.get(f"{base}/metrics", timeout=5).text
-        shown = [l for l in metrics.splitlines() if l.startswith(("gitops_ml_model_info",
-                                                                  "gitops_ml_predictions_total"))]
+        wanted = ("gitops_ml_model_info", "gitops_ml_predictions_total")
+        shown = [line for line in metrics.splitlines() if line.startswith(wanted)]
         print("  GET /metrics ->\n" + "\n".join("    " + line for line in shown))
     finally:
         proc.terminate()

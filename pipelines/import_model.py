@@ -25,7 +25,7 @@ from pipelines import evaluate, gate, lineage, schema
 from pipelines.errors import CommandError
 from pipelines.features import features
 from pipelines.params import load_params
-from pipelines.register import register
+from pipelines.register import publish_outputs, register
 from pipelines.train import reference, signature
 
 
@@ -141,4 +141,5 @@ def run(args: argparse.Namespace) -> int:
     info = register(out_dir, args.name, args.repo, example=test.head(5), params=params,
                     tags=tags, gate=verdict, plots_dir=out_dir / "plots")
     print(f"registered {info.name} version {info.version}  sha256 {info.sha256}  run {info.run_id}")
+    publish_outputs(info)
     return 0

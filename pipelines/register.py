@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -37,7 +38,7 @@ def check_gate(models_dir: Path, repo: Path, lock: dict[str, Any] | None) -> dic
         raise CommandError(f"refused: {gate_path} was written for another model file; "
                            "run `dvc repro` to gate the current one")
     if lock is not None:
-        rel = lambda p: p.resolve().relative_to(repo.resolve()).as_posix()  # noqa: E731
+        rel = lambda p: p.resolve().relative_to(repo.resolve()).as_posix()
         checks = [
             ("outs", gate_path, "the gate's verdict"),
             ("deps", model_path, "the model the gate saw"),
@@ -108,6 +109,14 @@ def register(models_dir: Path, name: str, repo: Path, *, example: pd.DataFrame,
     return info
 
 
+def publish_outputs(info: VersionInfo) -> None:
+    """In a GitHub Actions step, hand the new version to later steps (`steps.<id>.outputs`)."""
+    path = os.environ.get("GITHUB_OUTPUT")
+    if path:
+        with open(path, "a") as fh:
+            fh.write(f"version={info.version}\nsha256={info.sha256}\nrun_id={info.run_id}\n")
+
+
 def pipeline_tags(repo: Path, lock: dict[str, Any]) -> dict[str, str]:
     tags = {"git_commit": lineage.git_commit(repo),
             "git_dirty": str(lineage.git_dirty(repo)).lower(), "data_hash": "unknown"}
@@ -134,4 +143,5 @@ def run(args: argparse.Namespace) -> int:
                     params=load_params(args.params), tags=pipeline_tags(repo, lock), gate=gate,
                     plots_dir=args.models_dir / "plots")
     print(f"registered {info.name} version {info.version}  sha256 {info.sha256}  run {info.run_id}")
+    publish_outputs(info)
     return 0

@@ -30,7 +30,8 @@ PROJECT_FILES = ("dvc.yaml", "params.yaml", ".dvcignore", ".gitignore", "pyproje
 PROJECT_DIRS = ("pipelines", "contracts", ".dvc", "environments")
 
 
-def run(cmd: list[str], cwd: Path, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
+def run(cmd: list[str], cwd: Path, check: bool = True,
+        env: dict | None = None) -> subprocess.CompletedProcess:
     """Run a command, returning its output; on failure the assertion shows both streams."""
     proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True,
                           env={**os.environ, **(env or {})})

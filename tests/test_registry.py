@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import shutil
 import sys
+from datetime import UTC
 
 import numpy as np
 import pytest
@@ -23,13 +24,16 @@ def registered(trained_project, tmp_path_factory):
     """A copy of the trained project with version 1 registered in its embedded store."""
     repo = tmp_path_factory.mktemp("registered") / "repo"
     shutil.copytree(trained_project, repo, symlinks=True)
-    out = run([*MLOPS, "register"], repo).stdout
+    outputs = repo.parent / "github_output"
+    out = run([*MLOPS, "register"], repo, env={"GITHUB_OUTPUT": str(outputs)}).stdout
     assert "registered churn version 1" in out
     return repo
 
 
 def test_registered_version_round_trips_with_same_predictions_and_digest(registered, splits, tmp_path):
     info = registry.get_version("churn", 1, registered)
+    handed_on = (registered.parent / "github_output").read_text()  # what a workflow step reads
+    assert f"version=1\nsha256={info.sha256}\n" in handed_on
     assert info.gate == "passed" and len(info.sha256) == 64
     assert info.git_commit == run(["git", "rev-parse", "HEAD"], registered).stdout.strip()
     lock = yaml.safe_load((registered / "dvc.lock").read_text())
@@ -103,15 +107,16 @@ def test_register_refuses_a_gate_verdict_stale_against_dvc_lock(project_copy):
 
 
 def test_champion_regression_rule_reads_the_production_pin(project_copy):
+    from datetime import datetime
+
     from contracts.pin import Lineage, ModelRef, Pin, Promotion
-    from datetime import datetime, timezone
 
     metrics = json.loads((project_copy / "models/churn/metrics.json").read_text())
     champion = Pin(environment="production",
                    model=ModelRef(name="churn", version=4, uri="models:/churn/4", sha256="0" * 64),
                    lineage=Lineage(run_id="r", git_commit="c", data_hash="d"),
                    metrics={"roc_auc": metrics["roc_auc"]["value"] + 0.05, "pr_auc": 0.5},
-                   promoted=Promotion(by="someone", at=datetime.now(timezone.utc)))
+                   promoted=Promotion(by="someone", at=datetime.now(UTC)))
     champion.write(project_copy / "environments/production/model.yaml")
     out = run(["dvc", "repro", "gate"], project_copy, check=False)
     assert out.returncode != 0
