@@ -49,7 +49,7 @@ class ModelRef(BaseModel):
         return v
 
     @model_validator(mode="after")
-    def _uri_is_immutable(self) -> "ModelRef":
+    def _uri_is_immutable(self) -> ModelRef:
         expected = f"models:/{self.name}/{self.version}"
         if self.uri != expected:
             # An alias (models:/churn@prod) or "latest" would let the bytes change under the pin.
@@ -92,7 +92,7 @@ class Pin(BaseModel):
     shadow: ModelRef | None = None
 
     @model_validator(mode="after")
-    def _consistent(self) -> "Pin":
+    def _consistent(self) -> Pin:
         if self.apiVersion != API_VERSION or self.kind != KIND:
             raise ValueError(f"not a {API_VERSION} {KIND}")
         if self.model is None and (self.lineage or self.promoted or self.shadow):
@@ -123,7 +123,7 @@ class Pin(BaseModel):
         atomic_write_text(Path(path), self.to_yaml())
 
     @classmethod
-    def parse(cls, text: str, source: str = "pin") -> "Pin":
+    def parse(cls, text: str, source: str = "pin") -> Pin:
         try:
             data = yaml.safe_load(text)
         except yaml.YAMLError as exc:
@@ -133,6 +133,6 @@ class Pin(BaseModel):
         return cls.model_validate(data)
 
     @classmethod
-    def read(cls, path: Path) -> "Pin":
+    def read(cls, path: Path) -> Pin:
         path = Path(path)
         return cls.parse(path.read_text(), source=str(path))

@@ -20,7 +20,7 @@ class Feature(BaseModel):
     max: float | None = None
 
     @model_validator(mode="after")
-    def _rules_match_type(self) -> "Feature":
+    def _rules_match_type(self) -> Feature:
         if self.type == "category" and not self.categories:
             raise ValueError(f"feature {self.name!r}: a category needs its allowed categories")
         if self.type != "category" and self.categories:
@@ -49,5 +49,5 @@ class Signature(BaseModel):
         atomic_write_text(Path(path), self.model_dump_json(indent=2, exclude_none=True) + "\n")
 
     @classmethod
-    def read(cls, path: Path) -> "Signature":
+    def read(cls, path: Path) -> Signature:
         return cls.model_validate(json.loads(Path(path).read_text()))

@@ -23,6 +23,7 @@ COMMANDS: list[tuple[str, str, str]] = [
     ("history", "pipelines.history", "every promotion and rollback of an environment"),
     ("sync-aliases", "pipelines.sync_aliases", "make registry aliases follow the pins in git"),
     ("serve", "pipelines.serve", "run the inference service on an environment's pin"),
+    ("report", "pipelines.report", "metrics vs the base branch, gate verdicts: the PR report"),
 ]
 
 

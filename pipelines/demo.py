@@ -121,8 +121,8 @@ def serve_and_predict(repo: Path, env: str, rows: int = 3) -> None:
         print(f"  GET /v1/model -> {json.dumps(served)[:300]}")
         test = pd.read_parquet(repo / "data/split/test.parquet").head(rows)
         records = json.loads(test.drop(columns=["customerID", "Churn"]).to_json(orient="records"))
-        print(f"$ curl -X POST {base}/v1/predict -d '{{\"records\": [...{rows} customers]}}'")
-        answer = httpx.post(f"{base}/v1/predict", json={"records": records}, timeout=10)
+        print(f"$ curl -X POST {base}/v1/predict -d '[...{rows} customers]'")
+        answer = httpx.post(f"{base}/v1/predict", json=records, timeout=10)
         print(f"  {answer.status_code} {json.dumps(answer.json(), indent=None)[:600]}")
         if answer.status_code != 200:
             raise DemoError("prediction failed")

@@ -4,8 +4,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -24,7 +25,7 @@ PLOT_POINTS = 200
 
 def _scorers(threshold: float) -> dict[str, Callable[[np.ndarray, np.ndarray], float]]:
     """Metric name -> f(y_true as 0/1, P(positive))."""
-    label = lambda p: (p >= threshold).astype(int)  # noqa: E731
+    label = lambda p: (p >= threshold).astype(int)
     return {
         "roc_auc": skm.roc_auc_score,
         "pr_auc": skm.average_precision_score,
@@ -87,7 +88,7 @@ def plots(y: np.ndarray, proba: np.ndarray, threshold: float, classes: list[str]
     fpr, tpr, roc_t = skm.roc_curve(y, proba)
     precision, recall, prc_t = skm.precision_recall_curve(y, proba)
     negative = next(c for c in classes if c != positive)
-    name = lambda v: positive if v else negative  # noqa: E731
+    name = lambda v: positive if v else negative
     predicted = proba >= threshold
     return {
         "roc.json": {"roc": _thin([

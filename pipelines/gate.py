@@ -108,7 +108,7 @@ def run(model_path: Path, metrics: dict[str, Any], test: pd.DataFrame, gates: di
 
 def table(result: dict[str, Any]) -> str:
     """gate.json as a readable table."""
-    fmt = lambda v: "-" if v is None else f"{v:.4f}"  # noqa: E731
+    fmt = lambda v: "-" if v is None else f"{v:.4f}"
     lines = [f"{'rule':<28} {'value':>10} {'threshold':>10}  verdict",
              f"{'-' * 28} {'-' * 10} {'-' * 10}  -------"]
     for r in result["rules"]:

@@ -2,18 +2,15 @@
 
 `python -m pipelines.manifests` (also run by CI) renders each overlay with `kubectl kustomize`,
 validates the output with `kubernetes-validate --strict`, and checks the Argo CD objects in
-`environments/argocd/` against the Argo CD CRD schema from the npm package
-`@kubernetes-models/argo-cd`. That package is installed with `npm ci` from the lock file in
-`environments/argocd/validate/` into a cache folder outside the repository
-(`$GITOPS_ML_CACHE`, else `$XDG_CACHE_HOME/gitops-ml`, else `~/.cache/gitops-ml`), once per
-lock-file content, so no node_modules ever lands in git.
+`environments/argocd/` against the Argo CD CRD schema (pipelines/crds.py).
+
+`python -m pipelines.manifests --crds PATH...` instead checks the Argo Rollouts, Argo Workflows
+and Prometheus Operator objects of each PATH (a Kustomize folder, rendered, or a YAML file)
+against their CRD schemas; core kinds there are left to the check above.
 """
 from __future__ import annotations
 
 import argparse
-import hashlib
-import json
-import os
 import shutil
 import subprocess
 import sys
@@ -22,11 +19,10 @@ from pathlib import Path
 
 import yaml
 
-from pipelines import pins
+from pipelines import crds, pins
 from pipelines.errors import CommandError
 
 ROOT = Path(__file__).resolve().parents[1]
-VALIDATOR_FILES = ("package.json", "package-lock.json", "validate.mjs")
 KUBERNETES_VERSION = "1.32.0"
 
 
@@ -77,54 +73,21 @@ def validate_kubernetes(rendered: str, label: str = "manifests") -> str:
     return out
 
 
-def _cache_root() -> Path:
-    if os.environ.get("GITOPS_ML_CACHE"):
-        return Path(os.environ["GITOPS_ML_CACHE"])
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "gitops-ml"
+def load(path: Path) -> list[dict]:
+    """The objects of a Kustomize folder (rendered) or of a YAML file as it is."""
+    path = Path(path)
+    return documents(render(path) if path.is_dir() else path.read_text())
 
 
-def argocd_validator(source: Path | None = None) -> Path:
-    """Install the Argo CD schema checker (npm ci, once per lock file) and return its folder."""
-    source = source or ROOT / "environments" / "argocd" / "validate"
-    digest = hashlib.sha256()
-    for name in VALIDATOR_FILES:
-        digest.update((source / name).read_bytes())
-    target = _cache_root() / f"argocd-validate-{digest.hexdigest()[:16]}"
-    if (target / "node_modules" / "@kubernetes-models" / "argo-cd").is_dir():
-        return target
-    if shutil.which("npm") is None or shutil.which("node") is None:
-        raise CommandError("node and npm are needed to check the Argo CD manifests")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".argocd-validate-", dir=target.parent))
-    try:
-        for name in VALIDATOR_FILES:
-            shutil.copy2(source / name, staging / name)
-        proc = subprocess.run(
-            ["npm", "ci", "--ignore-scripts", "--no-audit", "--no-fund", "--loglevel=error"],
-            cwd=staging, check=False, capture_output=True, text=True)
-        if proc.returncode != 0:
-            raise CommandError(f"npm ci for the Argo CD schema failed: {proc.stderr.strip()}")
-        try:
-            staging.rename(target)  # atomic: a concurrent run either sees all of it or none
-        except OSError:
-            if not target.is_dir():
-                raise
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
-    return target
-
-
-def validate_argocd(objects: list[dict]) -> str:
-    """Check Argo CD objects against the Argo CD CRD schema; CommandError naming failures."""
-    folder = argocd_validator()
-    proc = subprocess.run(["node", "validate.mjs"], cwd=folder, input=json.dumps(objects),
-                          check=False, capture_output=True, text=True)
-    out = (proc.stdout + proc.stderr).strip()
-    if proc.returncode != 0:
-        raise CommandError(f"Argo CD manifests do not match the Argo CD schema:\n{out}")
-    return out
+def check_crds(paths: list[Path]) -> list[str]:
+    """Check the custom resources of each PATH against their CRD schemas; a report line each."""
+    lines = []
+    for path in paths:
+        custom = crds.custom_resources(load(path))
+        if not custom:
+            raise CommandError(f"{path}: no Argo or Prometheus Operator object to check")
+        lines += [f"{path}: {line}" for line in crds.validate(custom)]
+    return lines
 
 
 def check_all(repo: Path = ROOT) -> list[str]:
@@ -135,7 +98,7 @@ def check_all(repo: Path = ROOT) -> list[str]:
         lines.append(f"ok  environments/{overlay.name}: renders and passes kubernetes-validate")
     argocd = Path(repo) / "environments" / "argocd"
     objects = documents(render(argocd))
-    validate_argocd(objects)
+    crds.validate(objects)  # all of them: a kind without a CRD schema here fails
     lines.append(f"ok  environments/argocd: {len(objects)} objects match the Argo CD schema")
     return lines
 
@@ -144,9 +107,11 @@ def main(argv: list[str] | None = None) -> int:
     """Validate every manifest; exit 1 with the reason when one is wrong."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repo", type=Path, default=ROOT)
+    parser.add_argument("--crds", nargs="+", type=Path, metavar="PATH",
+                        help="only check the custom resources of these folders or files")
     args = parser.parse_args(argv)
     try:
-        for line in check_all(args.repo):
+        for line in check_crds(args.crds) if args.crds else check_all(args.repo):
             print(line)
     except CommandError as exc:
         print(exc, file=sys.stderr)

@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     train_bytes, test_bytes = _parquet(train), _parquet(test)
     atomic_write_bytes(args.train, train_bytes)
     atomic_write_bytes(args.test, test_bytes)
-    rate = lambda f: (f[schema.TARGET.name] == schema.POSITIVE_CLASS).mean()  # noqa: E731
+    rate = lambda f: (f[schema.TARGET.name] == schema.POSITIVE_CLASS).mean()
     print(f"split: {len(train)} train / {len(test)} test rows, churn rate "
           f"{rate(train):.3f} / {rate(test):.3f}")
     return 0

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import copy
 import shutil
+import subprocess
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -10,7 +12,7 @@ import pytest
 import yaml
 
 from contracts.pin import Lineage, ModelRef, Pin, Promotion
-from pipelines import manifests
+from pipelines import crds, manifests
 from pipelines.errors import CommandError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -63,30 +65,66 @@ def test_strict_validation_rejects_an_unknown_field(rendered):
         manifests.validate_kubernetes(yaml.safe_dump_all(objects), label="broken")
 
 
+# Each Argo CD Application: its file, the folder it syncs, the namespace it syncs into.
+APPLICATIONS = {
+    "staging": ("environments/staging", "gitops-ml-staging"),
+    "production": ("environments/production", "gitops-ml-production"),
+    "pipeline": ("pipelines/argo", "gitops-ml-pipeline"),
+    "monitoring": ("environments/monitoring", "monitoring"),
+}
+
+
 def test_argocd_objects_match_the_argo_cd_schema():
     objects = manifests.documents(manifests.render(ROOT / "environments" / "argocd"))
-    assert sorted(o["kind"] for o in objects) == ["AppProject", "Application", "Application"]
-    report = manifests.validate_argocd(objects)
-    assert report.count("ok ") == 3
+    assert sorted(o["kind"] for o in objects) == ["AppProject"] + ["Application"] * len(APPLICATIONS)
+    report = crds.validate(objects)
+    assert sum(line.startswith("ok ") for line in report) == len(objects)
 
 
 def test_argocd_schema_check_rejects_a_wrong_type():
     objects = manifests.documents(manifests.render(ROOT / "environments" / "argocd"))
-    app = _by_kind(objects, "Application")[0]
-    app["spec"]["syncPolicy"]["automated"]["prune"] = "yes"
-    with pytest.raises(CommandError, match="prune must be boolean"):
-        manifests.validate_argocd([app])
+    for app in _by_kind(objects, "Application"):
+        broken = copy.deepcopy(app)
+        broken["spec"]["syncPolicy"]["automated"]["prune"] = "yes"
+        with pytest.raises(CommandError, match="prune must be boolean"):
+            crds.validate([broken])
 
 
-@pytest.mark.parametrize("env", ENVS)
-def test_argocd_application_syncs_its_overlay_automatically_with_prune_and_self_heal(env):
-    app = yaml.safe_load((ROOT / "environments" / "argocd" / f"{env}.yaml").read_text())
+def test_crd_check_rejects_a_kind_it_has_no_schema_for():
+    config_map = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "stray"}}
+    with pytest.raises(CommandError, match="ConfigMap/stray: no CRD schema"):
+        crds.validate([config_map])
+
+
+@pytest.mark.parametrize("name", APPLICATIONS)
+def test_argocd_application_syncs_its_folder_automatically_with_prune_and_self_heal(name):
+    path, namespace = APPLICATIONS[name]
+    app = yaml.safe_load((ROOT / "environments" / "argocd" / f"{name}.yaml").read_text())
     spec = app["spec"]
-    assert spec["source"]["path"] == f"environments/{env}"
-    assert spec["destination"]["namespace"] == f"gitops-ml-{env}"
+    assert app["metadata"]["name"] == f"gitops-ml-{name}"
+    assert spec["source"]["path"] == path
+    assert spec["destination"]["namespace"] == namespace
     assert spec["syncPolicy"]["automated"] == {"prune": True, "selfHeal": True}
-    overlay = yaml.safe_load((ROOT / "environments" / env / "kustomization.yaml").read_text())
-    assert overlay["namespace"] == spec["destination"]["namespace"]
+    assert "CreateNamespace=true" in spec["syncPolicy"]["syncOptions"]
+    kustomization = yaml.safe_load((ROOT / path / "kustomization.yaml").read_text())
+    assert kustomization["namespace"] == namespace
+
+
+@pytest.mark.parametrize("name", APPLICATIONS)
+def test_argocd_project_admits_everything_its_application_renders(name):
+    objects = manifests.documents(manifests.render(ROOT / "environments" / "argocd"))
+    project = _one(objects, "AppProject")
+    app = next(o for o in objects if o["metadata"]["name"] == f"gitops-ml-{name}")
+    assert app["spec"]["project"] == project["metadata"]["name"]
+    destination = app["spec"]["destination"]
+    assert {"server": destination["server"], "namespace": destination["namespace"]} in (
+        project["spec"]["destinations"])
+    # The project whitelists no cluster-scoped kind but Namespace, so every object the
+    # Application syncs must land in its destination namespace.
+    rendered = manifests.documents(manifests.render(ROOT / app["spec"]["source"]["path"]))
+    assert rendered
+    for obj in rendered:
+        assert obj["metadata"].get("namespace") == destination["namespace"], obj["kind"]
 
 
 def test_changing_the_pin_changes_the_configmap_name_the_deployment_mounts(tmp_path):
@@ -185,15 +223,26 @@ def test_manifests_command_checks_every_overlay_and_the_argocd_objects(capsys):
     out = capsys.readouterr().out.splitlines()
     assert out == ["ok  environments/staging: renders and passes kubernetes-validate",
                    "ok  environments/production: renders and passes kubernetes-validate",
-                   "ok  environments/argocd: 3 objects match the Argo CD schema"]
+                   "ok  environments/argocd: 5 objects match the Argo CD schema"]
 
 
-def test_argocd_schema_checker_installs_from_its_lock_file_into_a_cache(tmp_path, monkeypatch):
-    # What a fresh machine does: `npm ci` from environments/argocd/validate/package-lock.json
-    # into the cache folder, never into the repository.
-    monkeypatch.setenv("GITOPS_ML_CACHE", str(tmp_path))
-    folder = manifests.argocd_validator()
-    assert folder.parent == tmp_path
-    assert (folder / "node_modules" / "@kubernetes-models" / "argo-cd" / "package.json").is_file()
-    assert not (ROOT / "environments" / "argocd" / "validate" / "node_modules").exists()
-    assert manifests.argocd_validator() == folder  # second call reuses it
+def test_crd_schema_checker_installs_once_from_its_lock_file_even_when_raced(tmp_path):
+    # What a fresh machine does, with two test processes starting at once: `npm ci` from
+    # tools/crd-validate/package-lock.json into one folder, never into the repository.
+    if shutil.which("node") is None or shutil.which("npm") is None:
+        pytest.skip("node/npm missing")
+    code = "import sys; from pathlib import Path; from pipelines import crds; " \
+           "print(crds.install(Path(sys.argv[1])))"
+    racers = [subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], cwd=ROOT,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+              for _ in range(2)]
+    results = [racer.communicate() for racer in racers]
+    assert all(racer.returncode == 0 for racer in racers), results
+    folders = {Path(out.strip()) for out, _ in results}
+    assert len(folders) == 1
+    folder = folders.pop()
+    assert [p.name for p in tmp_path.iterdir() if not p.name.startswith(".")] == [folder.name]
+    for package in crds.PACKAGES:
+        assert (folder / "node_modules" / "@kubernetes-models" / package / "package.json").is_file()
+    assert not (ROOT / "tools" / "crd-validate" / "node_modules").exists()
+    assert crds.install(tmp_path) == folder  # a later call reuses it

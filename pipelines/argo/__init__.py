@@ -1,0 +1,1 @@
+"""The pipeline as an Argo WorkflowTemplate, for when training outgrows one machine."""

@@ -1,0 +1,62 @@
+"""`mlops serve --env ENV`: run the inference service on an environment's pin.
+
+The service follows the pin file while it runs, so a promotion merged (or a `git revert` of
+one) is picked up without a restart. This module only starts the service process; it never
+imports the service.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from contracts.pin import Pin
+from pipelines.errors import CommandError
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--env", required=True, help="environment whose pin to serve")
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    parser.add_argument("--repo", type=Path, default=Path("."),
+                        help="the gitops repository (default: current directory)")
+
+
+def pin_path(repo: Path, env: str) -> Path:
+    """environments/<env>/model.yaml, checked to exist and to hold a valid pin."""
+    envs = repo / "environments"
+    path = envs / env / "model.yaml"
+    if not path.is_file():
+        known = sorted(p.parent.name for p in envs.glob("*/model.yaml"))
+        raise CommandError(f"no pin for environment {env!r} at {path}; environments with a pin: "
+                           f"{', '.join(known) or 'none'}")
+    try:
+        Pin.read(path)
+    except ValueError as exc:
+        raise CommandError(f"{path} is not a valid pin: {exc}") from exc
+    return path
+
+
+def service_environment(repo: Path, pin: Path) -> dict[str, str]:
+    """The service's settings: the pin, and the registry the pipeline side uses."""
+    from pipelines.registry import tracking_uri
+
+    env = dict(os.environ)
+    env["MODEL_PIN"] = str(pin.resolve())
+    env["MLFLOW_TRACKING_URI"] = tracking_uri(repo)
+    env.setdefault("MODEL_CACHE_DIR", str((repo / ".mlflow" / "serving-cache").resolve()))
+    env.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    env.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    return env
+
+
+def run(args: argparse.Namespace) -> int:
+    repo = args.repo.resolve()
+    pin = pin_path(repo, args.env)
+    env = service_environment(repo, pin)
+    print(f"mlops serve: {args.env} from {pin} on http://{args.host}:{args.port}", flush=True)
+    command = [sys.executable, "-m", "service", "--host", args.host, "--port", str(args.port)]
+    # Become the service process: signals (Ctrl-C, SIGTERM) reach it directly.
+    os.execve(sys.executable, command, env)
+    return 0  # not reached

@@ -1,0 +1,189 @@
+"""A verified bundle turned into something that predicts: onnxruntime on the hot path,
+the scikit-learn pipeline (loaded with skops and an explicit trusted-type list) as reference.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from contracts.modelfile import UntrustedModelError, load_skops
+from contracts.pin import ModelRef, Pin
+from contracts.signature import Signature
+from service.errors import LoadError
+
+PARITY_ROWS = 64
+PARITY_TOLERANCE = 1e-5
+_ONNX_DTYPES = {
+    "tensor(double)": np.float64,
+    "tensor(float)": np.float32,
+    "tensor(int64)": np.int64,
+    "tensor(int32)": np.int32,
+    "tensor(string)": object,
+}
+
+
+@dataclass(eq=False)
+class LoadedModel:
+    """One model version in memory, ready to predict; never mutated after loading."""
+
+    ref: ModelRef
+    pin: Pin
+    signature: Signature
+    reference: dict[str, Any] | None
+    runtime: str
+    bundle_dir: Path
+    loaded_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    _session: Any = None
+    _dtypes: tuple = ()
+    _estimator: Any = None
+    _positive: int = 1
+
+    def predict(self, columns: Sequence[Sequence[Any]]) -> tuple[list[str], np.ndarray]:
+        """Labels and P(positive class) for rows given column by column in signature order."""
+        if self._session is not None:
+            feeds = {
+                f.name: np.asarray(col, dtype=dt).reshape(-1, 1)
+                for f, col, dt in zip(self.signature.features, columns, self._dtypes)
+            }
+            labels, proba = self._session.run(None, feeds)
+            return labels.tolist(), proba[:, self._positive]
+        return _sklearn_predict(self._estimator, self.signature, columns, self._positive)
+
+
+def load(bundle_dir: Path, ref: ModelRef, pin: Pin) -> LoadedModel:
+    """Deserialize a bundle whose digest was already verified; raise LoadError if unusable."""
+    signature = _read_signature(bundle_dir)
+    reference = _read_reference(bundle_dir)
+    try:
+        estimator = load_skops(bundle_dir / "model.skops")
+    except UntrustedModelError as exc:
+        raise LoadError("untrusted_types", f"{ref.uri}: {exc}") from exc
+    except Exception as exc:
+        raise LoadError("corrupt_artifact", f"{ref.uri}: model.skops cannot be loaded: {exc}") \
+            from exc
+    positive = signature.classes.index(signature.positive_class)
+    model = LoadedModel(ref=ref, pin=pin, signature=signature, reference=reference,
+                        runtime="scikit-learn", bundle_dir=bundle_dir, _estimator=estimator,
+                        _positive=positive)
+    onnx_path = bundle_dir / "model.onnx"
+    if onnx_path.is_file():
+        session, dtypes = _onnx_session(onnx_path, signature, ref)
+        model._session, model._dtypes, model.runtime = session, dtypes, "onnxruntime"
+        _check_parity(model, estimator, ref)
+        model._estimator = None  # the reference has done its job; keep memory small
+    return model
+
+
+def _read_signature(bundle_dir: Path) -> Signature:
+    path = bundle_dir / "signature.json"
+    try:
+        signature = Signature.read(path)
+    except FileNotFoundError as exc:
+        raise LoadError("corrupt_artifact", f"the bundle has no signature.json ({path})") from exc
+    except Exception as exc:
+        raise LoadError("corrupt_artifact", f"{path} is not a valid signature: {exc}") from exc
+    if signature.positive_class not in signature.classes:
+        raise LoadError("corrupt_artifact",
+                        f"{path}: positive class {signature.positive_class!r} is not a class")
+    return signature
+
+
+def _read_reference(bundle_dir: Path) -> dict[str, Any] | None:
+    path = bundle_dir / "reference.json"
+    if not path.is_file():
+        return None  # drift is then not measured; /v1/model says so
+    try:
+        reference = json.loads(path.read_text())
+    except ValueError as exc:
+        raise LoadError("corrupt_artifact", f"{path} is not valid JSON: {exc}") from exc
+    if not isinstance(reference, dict):
+        raise LoadError("corrupt_artifact", f"{path} is not a JSON object")
+    return reference
+
+
+def _onnx_session(path: Path, signature: Signature, ref: ModelRef):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    # One row at a time is the common case: thread pools cost more than they give there.
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    try:
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as exc:
+        raise LoadError("corrupt_artifact", f"{ref.uri}: model.onnx cannot be loaded: {exc}") \
+            from exc
+    inputs = {i.name: i.type for i in session.get_inputs()}
+    if set(inputs) != set(signature.feature_names):
+        raise LoadError("corrupt_artifact",
+                        f"{ref.uri}: model.onnx inputs {sorted(inputs)} are not the signature's "
+                        f"features {sorted(signature.feature_names)}")
+    unknown = {n: t for n, t in inputs.items() if t not in _ONNX_DTYPES}
+    if unknown:
+        raise LoadError("corrupt_artifact", f"{ref.uri}: model.onnx input types {unknown}")
+    outputs = [o.name for o in session.get_outputs()]
+    if len(outputs) != 2:
+        raise LoadError("corrupt_artifact",
+                        f"{ref.uri}: model.onnx must output a label and probabilities, "
+                        f"has {outputs}")
+    return session, tuple(_ONNX_DTYPES[inputs[n]] for n in signature.feature_names)
+
+
+def probe_columns(signature: Signature, reference: dict[str, Any] | None,
+                  rows: int = PARITY_ROWS) -> list[list[Any]]:
+    """Deterministic rows that cover every category and the training range of each number."""
+    columns: list[list[Any]] = []
+    numeric = (reference or {}).get("numeric", {})
+    for k, f in enumerate(signature.features):
+        if f.type == "category":
+            cats = f.categories or []
+            columns.append([cats[(i + k) % len(cats)] for i in range(rows)])
+            continue
+        sample = numeric.get(f.name, {}).get("sample") or []
+        if sample:
+            values = [sample[(i * 37 + k) % len(sample)] for i in range(rows)]
+        else:
+            lo = f.min if f.min is not None else 0.0
+            hi = f.max if f.max is not None else lo + 100.0
+            values = list(np.linspace(lo, hi, rows))
+        if f.type == "integer":
+            values = [int(np.rint(v)) for v in values]
+        else:
+            values = [float(v) for v in values]
+        columns.append(values)
+    return columns
+
+
+def _check_parity(model: LoadedModel, estimator: Any, ref: ModelRef) -> None:
+    columns = probe_columns(model.signature, model.reference)
+    try:
+        labels, proba = model.predict(columns)
+    except Exception as exc:
+        raise LoadError("corrupt_artifact", f"{ref.uri}: model.onnx fails to predict: {exc}") \
+            from exc
+    expected_labels, expected = _sklearn_predict(estimator, model.signature, columns,
+                                                 model._positive)
+    gap = float(np.max(np.abs(np.asarray(proba, dtype=float) - expected)))
+    if labels != expected_labels or not gap <= PARITY_TOLERANCE:
+        raise LoadError("onnx_parity",
+                        f"{ref.uri}: model.onnx disagrees with model.skops on probe rows "
+                        f"(max probability gap {gap:.2e}, labels equal: {labels == expected_labels})")
+
+
+def _sklearn_predict(estimator: Any, signature: Signature, columns, positive: int):
+    import pandas as pd
+
+    frame = pd.DataFrame({
+        f.name: pd.Series(col, dtype="int64" if f.type == "integer" else
+                          "float64" if f.type == "number" else object)
+        for f, col in zip(signature.features, columns)
+    })
+    proba = estimator.predict_proba(frame)
+    labels = [str(c) for c in estimator.classes_[np.argmax(proba, axis=1)]]
+    return labels, proba[:, positive]

@@ -1,0 +1,268 @@
+"""What is in service, and how it follows the pin file.
+
+The pin is polled; when it names another version, that version is fetched, verified and
+loaded in a worker thread while the current one keeps answering, then swapped in with one
+assignment. Requests read `state.serving` once, so a request in flight finishes on the model
+it started with. A pin that cannot be honoured never replaces a model already in service.
+"""
+from __future__ import annotations
+
+import asyncio
+import gc
+import hashlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from contracts.pin import ModelRef, Pin
+from service import bundle
+from service import model as model_loader
+from service.drift import DriftMonitor
+from service.errors import LoadError
+from service.feedback import FeedbackBook
+from service.metrics import Metrics
+from service.model import LoadedModel
+from service.settings import Settings
+from service.shadow import ShadowRunner
+from service.validation import RequestCodec
+
+log = logging.getLogger("service.serving")
+RETRY_SECONDS = 30.0
+_MISSING = ("missing",)
+
+
+@dataclass(eq=False)
+class Serving:
+    """Everything that changes together when a model is swapped in."""
+
+    model: LoadedModel
+    codec: RequestCodec
+    drift: DriftMonitor | None
+    shadow: ShadowRunner | None
+    environment: str
+    shadow_failure: Failure | None = None
+    predicted: dict[str, Any] = field(default_factory=dict)  # class -> counter child
+    probability: Any = None
+    classes: tuple[str, ...] = ()
+
+
+@dataclass
+class Failure:
+    """The newest refusal to load what the pin says."""
+
+    reason: str
+    message: str
+    uri: str | None
+    at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"reason": self.reason, "message": self.message, "uri": self.uri,
+                "at": self.at.isoformat()}
+
+
+class ServiceState:
+    """The model in service plus the pin it should match; shared by every request."""
+
+    def __init__(self, settings: Settings, metrics: Metrics) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self.feedback = FeedbackBook(settings.prediction_memory, settings.feedback_window_rows)
+        self.serving: Serving | None = None
+        self.pin: Pin | None = None  # the newest pin read that parsed
+        self.failure: Failure | None = None
+        self.loading: str | None = None
+        self._pin_text_sha: str | None = None
+        self._pin_stat: tuple | None = None
+        self._last_attempt = 0.0
+        self._in_sync = False
+        self.on_swap: Callable[[], None] | None = None
+
+    # ---- what /ready and /v1/model report -------------------------------------------------
+    @property
+    def in_sync(self) -> bool:
+        """True when what serves is exactly what the pin names (including 'nothing')."""
+        return self._in_sync
+
+    def not_ready_reason(self) -> str | None:
+        if self.serving is not None:
+            return None
+        if self.pin is not None and self.pin.model is None and self.failure is None:
+            return f"nothing promoted to {self.pin.environment}"
+        if self.failure is not None:
+            return f"{self.failure.reason}: {self.failure.message}"
+        if self.loading:
+            return f"loading {self.loading}"
+        return "no pin read yet"
+
+    # ---- following the pin ----------------------------------------------------------------
+    async def follow_pin(self) -> None:
+        """Poll the pin file for as long as the app runs (once if polling is disabled)."""
+        while True:
+            try:
+                await self.sync_with_pin()
+            except Exception:  # the loop must survive anything; the reason is already recorded
+                log.exception("unexpected error while following the pin")
+            if self.settings.pin_poll_seconds <= 0:
+                return
+            await asyncio.sleep(self.settings.pin_poll_seconds)
+
+    async def sync_with_pin(self) -> None:
+        """Read the pin; if it names something else than what serves, load and swap it in."""
+        path = self.settings.model_pin
+        try:
+            st = path.stat()
+            stat = (st.st_mtime_ns, st.st_size, st.st_ino)
+        except OSError as exc:
+            stat = None
+            error = exc
+        retry = self.failure is not None and time.monotonic() - self._last_attempt > RETRY_SECONDS
+        if stat is None:
+            if self._pin_stat != _MISSING or retry:  # report once, not on every poll
+                self._pin_stat = _MISSING
+                self._pin_text_sha = None
+                self._fail(LoadError("invalid_pin",
+                                     f"cannot read pin file {path}: {error.strerror}"), None)
+            return
+        if stat == self._pin_stat and not retry:
+            return
+        self._pin_stat = stat
+        try:
+            text = path.read_text()
+        except OSError as exc:
+            self._fail(LoadError("invalid_pin", f"cannot read pin file {path}: {exc}"), None)
+            return
+        text_sha = hashlib.sha256(text.encode()).hexdigest()
+        if text_sha == self._pin_text_sha and not retry:
+            return
+        self._pin_text_sha = text_sha
+        try:
+            pin = Pin.parse(text, source=str(path))
+        except ValueError as exc:
+            self._fail(LoadError("invalid_pin", str(exc).replace("\n", "; ")), None)
+            return
+        self.pin = pin
+        await self._apply(pin)
+
+    async def _apply(self, pin: Pin) -> None:
+        current = self.serving
+        if pin.model is None:
+            if current is not None:
+                log.warning("pin of %s names no model: taking %s out of service",
+                            pin.environment, current.model.ref.uri)
+            self._swap(None)
+            self.failure = None
+            self._in_sync = True
+            return
+        self.loading = pin.model.uri
+        self._last_attempt = time.monotonic()
+        try:
+            new = await asyncio.to_thread(self._build, pin, current)
+        except LoadError as exc:
+            self._fail(exc, pin.model.uri)
+            return
+        finally:
+            self.loading = None
+        self._swap(new)
+        self.failure = new.shadow_failure
+        self._in_sync = True
+        log.info("serving %s (sha256 %s, %s) for %s", pin.model.uri, pin.model.sha256[:12],
+                 new.model.runtime, pin.environment)
+
+    def _fail(self, exc: LoadError, uri: str | None) -> None:
+        self.failure = Failure(exc.reason, exc.message, uri)
+        self._in_sync = False
+        self._last_attempt = time.monotonic()
+        self.metrics.load_failures.labels(reason=exc.reason).inc()
+        keep = f"; still serving {self.serving.model.ref.uri}" if self.serving else ""
+        log.error("refused %s: %s%s", uri or "the pin", exc.message, keep)
+
+    def _load(self, ref: ModelRef, pin: Pin) -> LoadedModel:
+        path = bundle.fetch_verified(ref, self.settings.tracking_uri, self.settings.cache_dir)
+        return model_loader.load(path, ref, pin)
+
+    def _build(self, pin: Pin, current: Serving | None) -> Serving:
+        """Runs in a worker thread: everything slow happens here, off the event loop."""
+        assert pin.model is not None
+        s = self.settings
+        if current is not None and current.model.ref == pin.model:
+            primary = current.model
+            primary.pin = pin  # same bytes; only the promotion record may differ
+        else:
+            primary = self._load(pin.model, pin)
+        shadow = None
+        shadow_failure = None
+        if pin.shadow is not None:
+            try:
+                if current is not None and current.shadow is not None \
+                        and current.shadow.model.ref == pin.shadow:
+                    shadow = current.shadow
+                else:
+                    shadow = ShadowRunner(self._load(pin.shadow, pin), self.metrics,
+                                          s.shadow_queue_size)
+            except LoadError as exc:
+                # The primary is what users get; a bad shadow is reported, not fatal.
+                self.metrics.load_failures.labels(reason=exc.reason).inc()
+                shadow_failure = Failure(exc.reason, f"shadow: {exc.message}", pin.shadow.uri)
+        reference = primary.reference
+        drift = (DriftMonitor(primary.signature, reference, s.drift_window_rows, s.drift_min_rows)
+                 if reference else None)
+        if current is not None and current.model is primary and current.drift is not None:
+            drift = current.drift  # same model, same window
+        return Serving(model=primary, codec=RequestCodec(primary.signature, s.max_batch_rows),
+                       drift=drift, shadow=shadow, environment=pin.environment,
+                       shadow_failure=shadow_failure)
+
+    def _swap(self, new: Serving | None) -> None:
+        """Put `new` in service with one assignment and bring the metrics along."""
+        old = self.serving
+        m = self.metrics
+        if new is not None:
+            ref = new.model.ref
+            version = str(ref.version)
+            new.classes = tuple(new.model.signature.classes)
+            new.predicted = {c: m.predictions.labels(model=ref.name, version=version, **{"class": c})
+                             for c in new.classes}
+            new.probability = m.probability.labels(model=ref.name, version=version)
+        self.serving = new
+        # Everything loaded so far (libraries, the model) lives as long as the process: moving
+        # it out of the collector's reach keeps full collections from pausing requests.
+        gc.freeze()
+        m.model_info.clear()
+        if new is not None:
+            ref = new.model.ref
+            m.model_info.labels(model=ref.name, version=str(ref.version), sha256=ref.sha256,
+                                environment=new.environment).set(1)
+        m.model_ready.set(1 if new is not None else 0)
+        if old is not None and (new is None or old.drift is not new.drift):
+            m.feature_drift.clear()
+            m.drift_window_rows.set(0)
+        if old is not None and old.shadow is not None and \
+                (new is None or new.shadow is not old.shadow):
+            old.shadow.stop()
+        if new is None or new.shadow is None:
+            m.shadow_agreement.set(float("nan"))
+        if self.on_swap is not None:
+            self.on_swap()
+
+    def shutdown(self) -> None:
+        """Stop background workers."""
+        if self.serving is not None and self.serving.shadow is not None:
+            self.serving.shadow.stop()
+
+    def refresh_gauges(self) -> None:
+        """Compute the window statistics right before metrics are read."""
+        serving = self.serving
+        m = self.metrics
+        if serving is None or serving.drift is None:
+            m.drift_window_rows.set(0)
+            return
+        m.drift_window_rows.set(serving.drift.rows)
+        for (feature, test), value in serving.drift.statistics().items():
+            m.feature_drift.labels(feature=feature, test=test).set(value)
+
+    def describe_failure(self) -> dict[str, Any] | None:
+        return self.failure.as_dict() if self.failure else None
+

@@ -1,0 +1,192 @@
+"""Monitoring as code: the alert rules, their promtool unit tests, the PrometheusRule twin and
+the Grafana dashboard, checked with promtool and against the metrics the service exports."""
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+MONITORING = ROOT / "environments" / "monitoring"
+RULES = MONITORING / "gitops-ml.rules.yml"
+RULE_TESTS = MONITORING / "tests" / "gitops-ml.rules.test.yml"
+DASHBOARD = MONITORING / "dashboards" / "gitops-ml.json"
+ANALYSIS = ROOT / "environments" / "production" / "analysis-template.yaml"
+# Exported by the Argo Rollouts controller, not by the service.
+NOT_FROM_SERVICE = {"rollout_info"}
+TOKEN = re.compile(r"[A-Za-z_:][A-Za-z0-9_:]*")
+
+pytestmark = pytest.mark.skipif(shutil.which("promtool") is None,
+                                reason="promtool missing: `make system-deps` installs it")
+
+
+def promtool(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    return subprocess.run(["promtool", *args], cwd=cwd, capture_output=True, text=True, check=False)
+
+
+def rule_groups() -> list[dict]:
+    return yaml.safe_load(RULES.read_text())["groups"]
+
+
+def alerts() -> dict[str, dict]:
+    return {r["alert"]: r for g in rule_groups() for r in g["rules"] if "alert" in r}
+
+
+def exprs_of_rules() -> list[str]:
+    return [r["expr"] for g in rule_groups() for r in g["rules"]]
+
+
+def exprs_of_dashboard() -> list[str]:
+    dash = json.loads(DASHBOARD.read_text())
+    return [t["expr"] for p in dash["panels"] for t in p.get("targets", [])]
+
+
+def exprs_of_analysis() -> list[str]:
+    doc = yaml.safe_load(ANALYSIS.read_text())
+    return [m["provider"]["prometheus"]["query"] for m in doc["spec"]["metrics"]]
+
+
+def metric_names(expr: str) -> set[str]:
+    """Series names an expression reads (recorded names included, label values excluded)."""
+    without_strings = re.sub(r'"[^"]*"', '""', expr)
+    without_matchers = re.sub(r"\{[^}]*\}", "{}", without_strings)
+    return {t for t in TOKEN.findall(without_matchers)
+            if t.startswith("gitops_ml") or ":" in t or t in NOT_FROM_SERVICE}
+
+
+def exported_names() -> set[str]:
+    """Every series name the service's registry exposes (histograms with their suffixes)."""
+    from prometheus_client import generate_latest
+
+    from service.metrics import Metrics
+
+    text = generate_latest(Metrics().registry).decode()
+    names = set()
+    for line in text.splitlines():
+        if line.startswith("# TYPE "):
+            _, _, name, kind = line.split()
+            if kind == "histogram":
+                names |= {f"{name}_bucket", f"{name}_count", f"{name}_sum"}
+            elif kind == "counter":
+                names.add(name if name.endswith("_total") else f"{name}_total")
+            else:
+                names.add(name)
+    return names
+
+
+def test_rule_file_passes_promtool_check():
+    proc = promtool("check", "rules", str(RULES))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "SUCCESS" in proc.stdout
+
+
+def test_every_alert_fires_and_stays_silent_in_the_promtool_unit_tests():
+    proc = promtool("test", "rules", RULE_TESTS.name, cwd=RULE_TESTS.parent)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    tested = yaml.safe_load(RULE_TESTS.read_text())["tests"]
+    cases = [c for t in tested for c in t.get("alert_rule_test", [])]
+    for name in alerts():
+        fired = [c for c in cases if c["alertname"] == name and c["exp_alerts"]]
+        silent = [c for c in cases if c["alertname"] == name and not c["exp_alerts"]]
+        assert fired and silent, f"{name} needs a unit test that fires it and one that does not"
+
+
+def test_a_weakened_alert_threshold_fails_the_unit_tests(tmp_path):
+    # The unit tests pin behaviour: raising the error-rate threshold to 50% must break them.
+    (tmp_path / "tests").mkdir()
+    rules = RULES.read_text().replace("error_ratio:rate5m > 0.05", "error_ratio:rate5m > 0.5")
+    assert rules != RULES.read_text()
+    (tmp_path / RULES.name).write_text(rules)
+    shutil.copy(RULE_TESTS, tmp_path / "tests" / RULE_TESTS.name)
+    proc = promtool("test", "rules", RULE_TESTS.name, cwd=tmp_path / "tests")
+    assert proc.returncode != 0
+    assert "GitopsMlHighErrorRate" in proc.stdout + proc.stderr
+
+
+def test_prometheus_rule_holds_exactly_the_plain_rule_file_groups():
+    doc = yaml.safe_load((MONITORING / "prometheus-rule.yaml").read_text())
+    assert doc["apiVersion"] == "monitoring.coreos.com/v1" and doc["kind"] == "PrometheusRule"
+    assert doc["spec"]["groups"] == rule_groups()
+
+
+def test_required_alerts_exist_with_severity_and_a_summary():
+    names = alerts()
+    for wanted in ("GitopsMlHighErrorRate", "GitopsMlHighLatency", "GitopsMlFeatureDrift",
+                   "GitopsMlFeedbackAccuracyLow", "GitopsMlModelNotReady",
+                   "GitopsMlCanaryAborted"):
+        assert wanted in names
+    for name, rule in names.items():
+        assert rule["labels"]["severity"] in {"critical", "warning", "info"}, name
+        assert rule["annotations"]["summary"], name
+
+
+def test_alerts_that_start_workflows_name_the_workflow_and_the_environment():
+    # Alertmanager routes action=rollback to rollback.yml and action=retrain to retrain.yml;
+    # rollback.yml needs the environment label to know what to revert.
+    named = alerts()
+    assert named["GitopsMlCanaryAborted"]["labels"]["action"] == "rollback"
+    assert named["GitopsMlCanaryAborted"]["labels"]["environment"] == "production"
+    assert named["GitopsMlFeatureDrift"]["labels"]["action"] == "retrain"
+    assert named["GitopsMlFeedbackAccuracyLow"]["labels"]["action"] == "retrain"
+    actions = {r["labels"].get("action") for r in named.values()} - {None}
+    assert actions == {"rollback", "retrain"}
+
+
+def test_every_metric_the_rules_dashboard_and_analysis_read_is_exported_by_the_service():
+    exported = exported_names()
+    recorded = {r["record"] for g in rule_groups() for r in g["rules"] if "record" in r}
+    for source, exprs in (("rules", exprs_of_rules()), ("dashboard", exprs_of_dashboard()),
+                          ("analysis", exprs_of_analysis())):
+        for expr in exprs:
+            for name in metric_names(expr):
+                if name in NOT_FROM_SERVICE:
+                    assert source == "rules", f"{source} reads {name}, which the service lacks"
+                    continue
+                if ":" in name:
+                    assert name in recorded, f"{source} reads {name}, which no rule records"
+                    continue
+                assert name in exported, f"{source} reads {name}, which the service does not export"
+
+
+def test_metric_name_check_would_catch_a_misspelt_metric():
+    assert "gitops_ml_request_total" not in exported_names()
+    assert metric_names('rate(gitops_ml_request_total{status=~"5.."}[5m])') == {
+        "gitops_ml_request_total"}
+
+
+def test_dashboard_covers_the_service_metrics_and_is_grafana_json():
+    dash = json.loads(DASHBOARD.read_text())
+    assert dash["uid"] and dash["title"] and dash["panels"]
+    ids = [p["id"] for p in dash["panels"]]
+    assert len(ids) == len(set(ids))
+    read = set().union(*(metric_names(e) for e in exprs_of_dashboard()))
+    for family in ("gitops_ml_requests_total", "gitops_ml_request_duration_seconds_bucket",
+                   "gitops_ml_predictions_total", "gitops_ml_prediction_probability_bucket",
+                   "gitops_ml_model_info", "gitops_ml_model_ready",
+                   "gitops_ml_feature_drift", "gitops_ml_feedback_accuracy",
+                   "gitops_ml_shadow_agreement", "gitops_ml_model_load_failures_total"):
+        assert family in read, f"the dashboard shows nothing of {family}"
+    for panel in dash["panels"]:
+        for target in panel["targets"]:
+            assert target["datasource"]["uid"] == "${datasource}", panel["title"]
+
+
+def test_monitoring_kustomization_renders_rule_scrape_target_and_dashboard():
+    if shutil.which("kubectl") is None:
+        pytest.skip("kubectl missing")
+    out = subprocess.run(["kubectl", "kustomize", str(MONITORING)], capture_output=True,
+                         text=True, check=True).stdout
+    docs = {(d["kind"], d["metadata"]["name"]): d for d in yaml.safe_load_all(out) if d}
+    dashboard = docs[("ConfigMap", "gitops-ml-dashboard")]
+    assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert json.loads(dashboard["data"]["gitops-ml.json"]) == json.loads(DASHBOARD.read_text())
+    assert ("PrometheusRule", "gitops-ml") in docs
+    monitor = docs[("PodMonitor", "gitops-ml")]
+    relabel = monitor["spec"]["podMetricsEndpoints"][0]["relabelings"][0]
+    # The canary analysis selects pods by this label.
+    assert relabel["targetLabel"] == "rollouts_pod_template_hash"

