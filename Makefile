@@ -91,3 +91,11 @@ report: venv  ## metrics (with intervals) and params vs $(BASE), gate verdicts, 
 
 manifests: dev  ## render every overlay, validate with kubernetes-validate --strict and the Argo CD schema
 	$(PY) -m pipelines.manifests
+
+.PHONY: bench-pipeline bench-serving
+bench-pipeline: venv  ## time dvc repro (full and no-op) against the stage commands run by hand
+	benchmarks/pipeline.sh
+
+bench-serving: venv  ## wrk: this service vs `mlflow models serve` on the same registered model
+	@command -v wrk >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
+	benchmarks/serving.sh

@@ -225,3 +225,15 @@ def push(repo: Path, remote: str, branch: str) -> None:
             f"not have (another promotion got there first?). Your commit is kept on local "
             f"{branch}; run `git pull --rebase {remote} {branch}`, resolve, and retry.\n{output}")
     raise CommandError(f"push of {branch} to {remote} failed:\n{output}")
+
+
+def add_branch_options(parser, kind: str) -> None:
+    """The options a promotion and a rollback share: where the commit goes and whether it leaves."""
+    parser.add_argument("--here", action="store_true",
+                        help=f"commit on the current branch instead of a new {kind}/ branch")
+    parser.add_argument("--push", action="store_true",
+                        help="push the branch (and open a pull request when GITHUB_TOKEN and "
+                             "GITHUB_REPOSITORY are set)")
+    parser.add_argument("--remote", default="origin", help="remote to push to (default origin)")
+    parser.add_argument("--no-pr", action="store_true", help="push without opening a PR")
+    parser.add_argument("--repo", type=Path, default=Path("."), help="repository (default .)")

@@ -204,14 +204,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", help="registered model name, e.g. churn")
     parser.add_argument("version", type=int, help="registered version number")
     parser.add_argument("--to", dest="env", required=True, help="environment, e.g. staging")
-    parser.add_argument("--here", action="store_true",
-                        help="commit on the current branch instead of a new promote/ branch")
-    parser.add_argument("--push", action="store_true",
-                        help="push the branch (and open a pull request when GITHUB_TOKEN and "
-                             "GITHUB_REPOSITORY are set)")
-    parser.add_argument("--remote", default="origin", help="remote to push to (default origin)")
-    parser.add_argument("--no-pr", action="store_true", help="push without opening a PR")
-    parser.add_argument("--repo", type=Path, default=Path("."), help="repository (default .)")
+    gitops.add_branch_options(parser, "promote")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -98,15 +98,8 @@ def rollback(repo: Path, env: str, *, here: bool = False, push: bool = False,
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("env", help="environment to roll back, e.g. production")
-    parser.add_argument("--here", action="store_true",
-                        help="commit on the current branch instead of a new rollback/ branch")
-    parser.add_argument("--push", action="store_true",
-                        help="push the branch (and open a pull request when GITHUB_TOKEN and "
-                             "GITHUB_REPOSITORY are set)")
-    parser.add_argument("--remote", default="origin", help="remote to push to (default origin)")
-    parser.add_argument("--no-pr", action="store_true", help="push without opening a PR")
     parser.add_argument("--reason", help="why (e.g. the alert); shown in the pull request")
-    parser.add_argument("--repo", type=Path, default=Path("."), help="repository (default .)")
+    gitops.add_branch_options(parser, "rollback")
 
 
 def run(args: argparse.Namespace) -> int:

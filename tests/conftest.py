@@ -13,7 +13,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 # Fixture modules of the promotion and service tests, loaded once for the whole session.
-pytest.register_assert_rewrite("gitops_fixtures", "service_fixtures")
+pytest.register_assert_rewrite("gitops_fixtures", "service_fixtures", "servers")
 pytest_plugins = ["gitops_fixtures", "service_fixtures"]
 
 # Tools never phone home from the tests, and the venv's `python`/`dvc` run the stages.

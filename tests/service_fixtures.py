@@ -8,10 +8,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,6 +19,7 @@ import httpx
 import numpy as np
 import pandas as pd
 import pytest
+from servers import free_port, launch, stop, wait_for
 
 from contracts.pin import Pin
 
@@ -150,12 +149,6 @@ def write_pin(path: Path, reg: ServedRegistry | None, version: int | None,
     return path
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @dataclass
 class RunningService:
     """The service as a separate process on a local port."""
@@ -187,18 +180,7 @@ class RunningService:
 
     def wait_until(self, predicate, timeout: float = 30.0, what: str = "condition"):
         """Poll `predicate()` until it returns something truthy."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"service exited {self.proc.returncode}:\n{self.logs()}")
-            try:
-                value = predicate()
-            except httpx.TransportError:
-                value = None
-            if value:
-                return value
-            time.sleep(0.1)
-        raise AssertionError(f"timed out waiting for {what}\n--- service log\n{self.logs()}")
+        return wait_for(what, predicate, timeout, every=0.1, proc=self.proc, log=self.log)
 
     def wait_ready(self, version: int | None = None, timeout: float = 60.0) -> dict:
         def ready():
@@ -212,13 +194,7 @@ class RunningService:
         return self.log.read_text() if self.log.exists() else ""
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop(self.proc)
 
 
 def start_service(tmp: Path, reg: ServedRegistry, pin: Path, **env: str) -> RunningService:
@@ -235,9 +211,8 @@ def start_service(tmp: Path, reg: ServedRegistry, pin: Path, **env: str) -> Runn
         "PYTHONPATH": str(ROOT),
         **env,
     }
-    with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "service", "--port", str(port)],
-                                cwd=tmp, env=environ, stdout=out, stderr=subprocess.STDOUT)
+    proc = launch([sys.executable, "-m", "service", "--port", str(port)], log,
+                  cwd=tmp, env=environ)
     service = RunningService(f"http://127.0.0.1:{port}", proc, log, pin)
     service.wait_until(lambda: service.get("/health").status_code == 200, 60, "/health")
     return service

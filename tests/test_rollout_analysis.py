@@ -7,7 +7,6 @@ import math
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ import httpx
 import pandas as pd
 import pytest
 import yaml
+from servers import NOT_YET, Prometheus, free_port, launch, stop, wait_for
 
 from contracts.pin import Lineage, ModelRef, Pin, Promotion
 
@@ -33,39 +33,6 @@ pytestmark = [
     pytest.mark.skipif(shutil.which("prometheus") is None,
                        reason="prometheus missing: `make system-deps` installs it"),
 ]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for(what: str, check, timeout: float = 60.0, every: float = 0.25):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        try:
-            last = check()
-            if last:
-                return last
-        except (httpx.HTTPError, KeyError, IndexError, ValueError) as exc:
-            last = exc
-        time.sleep(every)
-    raise AssertionError(f"timed out waiting for {what} (last: {last!r})")
-
-
-def start(cmd: list[str], log: Path, **kwargs) -> subprocess.Popen:
-    return subprocess.Popen(cmd, stdout=log.open("w"), stderr=subprocess.STDOUT, **kwargs)
-
-
-def stop(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 @pytest.fixture(scope="module")
@@ -90,16 +57,16 @@ def service(trained_project, tmp_path_factory):
     pin.write(work / "model.yaml")
     port = free_port()
     log = work / "service.log"
-    proc = start([sys.executable, "-m", "service", "--host", "127.0.0.1", "--port", str(port)],
-                 log, cwd=ROOT, env={
-                     **env, "MODEL_PIN": str(work / "model.yaml"),
-                     "MLFLOW_TRACKING_URI": f"sqlite:///{repo / '.mlflow' / 'mlflow.db'}",
-                     "MODEL_CACHE_DIR": str(work / "cache"), "DRIFT_MIN_ROWS": "20"})
+    proc = launch([sys.executable, "-m", "service", "--host", "127.0.0.1", "--port", str(port)],
+                  log, cwd=ROOT, env={
+                      **env, "MODEL_PIN": str(work / "model.yaml"),
+                      "MLFLOW_TRACKING_URI": f"sqlite:///{repo / '.mlflow' / 'mlflow.db'}",
+                      "MODEL_CACHE_DIR": str(work / "cache"), "DRIFT_MIN_ROWS": "20"})
     url = f"http://127.0.0.1:{port}"
     try:
         wait_for("the service to load its pinned model",
-                 lambda: proc.poll() is None and httpx.get(f"{url}/ready").status_code == 200
-                 or (proc.poll() is not None and pytest.fail(log.read_text())), timeout=120)
+                 lambda: httpx.get(f"{url}/ready").status_code == 200, timeout=120,
+                 proc=proc, log=log)
         test = pd.read_parquet(repo / "data" / "split" / "test.parquet")
         signature = json.loads((repo / "models" / "churn" / "signature.json").read_text())
         columns = [f["name"] for f in signature["features"]]
@@ -112,30 +79,14 @@ def service(trained_project, tmp_path_factory):
 def prometheus(service, tmp_path_factory):
     """Prometheus scraping the service every second, with the project's rule file loaded."""
     url, _, _ = service
-    work = tmp_path_factory.mktemp("prometheus")
-    config = {
-        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-        "rule_files": [str(RULES)],
-        "scrape_configs": [{
-            "job_name": "gitops-ml",
-            "static_configs": [{"targets": [url.removeprefix("http://")],
-                                "labels": {"namespace": NAMESPACE,
-                                           "rollouts_pod_template_hash": CANARY_HASH}}],
-        }],
-    }
-    (work / "prometheus.yml").write_text(yaml.safe_dump(config))
-    port = free_port()
-    proc = start(["prometheus", f"--config.file={work / 'prometheus.yml'}",
-                  f"--storage.tsdb.path={work / 'data'}",
-                  f"--web.listen-address=127.0.0.1:{port}"], work / "prometheus.log")
-    api = f"http://127.0.0.1:{port}/api/v1"
+    server = Prometheus.start(tmp_path_factory.mktemp("prometheus"), [url.removeprefix("http://")],
+                              rule_files=(RULES,),
+                              labels={"namespace": NAMESPACE,
+                                      "rollouts_pod_template_hash": CANARY_HASH})
     try:
-        wait_for("the first scrape", lambda: proc.poll() is None and any(
-            t["health"] == "up" for t in
-            httpx.get(f"{api}/targets").json()["data"]["activeTargets"]), timeout=60)
-        yield api
+        yield server
     finally:
-        stop(proc)
+        server.stop()
 
 
 @pytest.fixture(scope="module")
@@ -162,12 +113,6 @@ def traffic(service, prometheus):
     return i
 
 
-def query(api: str, promql: str) -> list[dict]:
-    answer = httpx.get(f"{api}/query", params={"query": promql}).json()
-    assert answer["status"] == "success", (promql, answer)
-    return answer["data"]["result"]
-
-
 def analysis_queries(namespace: str = NAMESPACE, canary_hash: str = CANARY_HASH) -> dict:
     doc = yaml.safe_load(ANALYSIS.read_text())
     out = {}
@@ -192,7 +137,7 @@ def test_analysis_queries_return_one_number_each_for_the_canary(prometheus, traf
     assert traffic > 20
     values = {}
     for name, (promql, _) in analysis_queries().items():
-        result = query(prometheus, promql)
+        result = prometheus.query(promql)
         assert len(result) == 1, (name, result)
         values[name] = float(result[0]["value"][1])
         assert math.isfinite(values[name]), (name, values[name])
@@ -203,7 +148,7 @@ def test_analysis_queries_return_one_number_each_for_the_canary(prometheus, traf
 
 def test_a_healthy_canary_passes_the_error_rate_and_shadow_conditions(prometheus, traffic):
     for name, (promql, condition) in analysis_queries().items():
-        value = float(query(prometheus, promql)[0]["value"][1])
+        value = float(prometheus.query(promql)[0]["value"][1])
         if name != "p99-latency":  # latency on a shared test machine proves nothing
             assert holds(condition, [value]), (name, value, condition)
     assert not holds("result[0] <= 0.01", [0.2])
@@ -212,7 +157,7 @@ def test_a_healthy_canary_passes_the_error_rate_and_shadow_conditions(prometheus
 def test_pods_of_another_revision_give_no_answer_to_judge(prometheus, traffic):
     # Argo Rollouts counts an empty answer as a measurement error, never as a pass.
     for name, (promql, _) in analysis_queries(canary_hash="0000000000").items():
-        result = query(prometheus, promql)
+        result = prometheus.query(promql)
         if name == "shadow-agreement":
             assert [float(r["value"][1]) for r in result] == [1.0]
         else:
@@ -221,19 +166,19 @@ def test_pods_of_another_revision_give_no_answer_to_judge(prometheus, traffic):
 
 def test_rules_evaluate_cleanly_on_the_live_series(prometheus, traffic):
     def all_evaluated():
-        groups = httpx.get(f"{prometheus}/rules").json()["data"]["groups"]
+        groups = prometheus.api("rules")["groups"]
         rules = [r for g in groups for r in g["rules"]]
         # A rule never evaluated reports the zero time, year 0001.
         return rules if all(not r.get("lastEvaluation", "0001").startswith("0001")
                             for r in rules) else None
 
-    rules = wait_for("every rule to be evaluated", all_evaluated, timeout=30)
+    rules = wait_for("every rule to be evaluated", all_evaluated, timeout=30, tolerate=NOT_YET)
     bad = {r["name"]: r.get("lastError") for r in rules if r["health"] != "ok"}
     assert not bad, bad
     # The service's own model_info names its environment; the recording rules use it.
-    result = query(prometheus, 'environment:gitops_ml_requests:rate5m{environment="production"}')
+    result = prometheus.query('environment:gitops_ml_requests:rate5m{environment="production"}')
     assert len(result) == 1 and float(result[0]["value"][1]) > 0
-    firing = query(prometheus, 'ALERTS{alertstate="firing", alertname=~"GitopsMl.*"}')
+    firing = prometheus.query('ALERTS{alertstate="firing", alertname=~"GitopsMl.*"}')
     assert firing == []
 
 
@@ -244,7 +189,7 @@ def test_every_dashboard_panel_query_runs_against_the_live_series(prometheus, tr
         for target in panel["targets"]:
             promql = (target["expr"].replace("$__rate_interval", "1m")
                       .replace("$environment", ".*"))
-            if not query(prometheus, promql):
+            if not prometheus.query(promql):
                 empty.append(panel["title"])
     # Panels of requests, latency, model, predictions and feedback must show data now.
     for title in ("Requests per second by status", "/v1/predict latency", "Model in service",
