@@ -84,13 +84,20 @@ def show_gate(repo: Path) -> None:
     print("\n".join("  " + line for line in table(verdict).splitlines()))
 
 
-def retrain_with(repo: Path, estimator: str) -> None:
-    """Change one param and commit it, as a data scientist's pull request would."""
+def set_estimator(repo: Path, estimator: str) -> None:
+    """Change one param, as a data scientist's pull request would."""
     params_path = repo / "params.yaml"
     text = params_path.read_text()
     current = yaml.safe_load(text)["train"]["estimator"]
     params_path.write_text(text.replace(f"estimator: {current}", f"estimator: {estimator}", 1))
-    sh(["git", "commit", "--quiet", "-am", f"Train with {estimator}"], repo)
+    print(f"  params.yaml: train.estimator {current} -> {estimator}")
+
+
+def commit_training(repo: Path, message: str) -> None:
+    """Record what `dvc repro` produced (dvc.lock, metrics, gate verdict) in one commit, so the
+    registered version's git commit names exactly the pipeline state that trained it."""
+    sh(["git", "add", "params.yaml", "dvc.lock", "models", "reports"], repo)
+    sh(["git", "commit", "--quiet", "-m", message], repo)
 
 
 def serve_and_predict(repo: Path, env: str, rows: int = 3) -> None:
@@ -159,6 +166,7 @@ def main(argv: list[str] | None = None) -> int:
         summarize(repo)
         show_gate(repo)
         print("  " + sh(["dvc", "repro"], repo, quiet=True).strip().splitlines()[-1])
+        commit_training(repo, "Train churn: dvc.lock and metrics")
 
         step("2. Register the gated model in MLflow (embedded SQLite store)")
         sh(["mlops", "register"], repo)
@@ -170,10 +178,11 @@ def main(argv: list[str] | None = None) -> int:
         sh(["mlops", "status"], repo)
 
         step("4. A retrained challenger: change one param, dvc repro, register version 2")
-        retrain_with(repo, "gradient_boosting")
+        set_estimator(repo, "gradient_boosting")
         sh(["dvc", "repro"], repo, quiet=True)
         summarize(repo)
         show_gate(repo)
+        commit_training(repo, "Train churn with gradient boosting: params, dvc.lock and metrics")
         sh(["mlops", "register"], repo)
         sh(["mlops", "promote", "churn", "2", "--to", "staging", "--here"], repo)
         sh(["mlops", "promote", "churn", "2", "--to", "production", "--here"], repo)
