@@ -37,7 +37,7 @@ def sh(cmd: list[str], cwd: Path, *, quiet: bool = False) -> str:
     print(f"$ {' '.join(cmd)}", flush=True)
     proc = subprocess.run(cmd, cwd=cwd, text=True, capture_output=True)
     out = proc.stdout + (proc.stderr if proc.returncode else "")
-    if not quiet or proc.returncode:
+    if (not quiet or proc.returncode) and out.strip():
         print("\n".join("  " + line for line in out.rstrip().splitlines()), flush=True)
     if proc.returncode:
         raise DemoError(f"`{' '.join(cmd)}` exited {proc.returncode}")
