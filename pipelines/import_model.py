@@ -21,7 +21,7 @@ import skops.io as sio
 from contracts.digest import file_sha256
 from contracts.files import atomic_write_bytes, atomic_write_text
 from contracts.modelfile import UntrustedModelError, load_skops
-from pipelines import evaluate, gate, lineage, schema
+from pipelines import evaluate, export_onnx, gate, lineage, schema
 from pipelines.errors import CommandError
 from pipelines.features import features
 from pipelines.params import load_params
@@ -78,6 +78,16 @@ def to_skops(model, reference_proba: np.ndarray, test: pd.DataFrame) -> bytes:
     return data
 
 
+def compile_onnx(out_dir: Path, test_path: Path) -> str:
+    """Give the imported model the service's fast path when it compiles with parity."""
+    try:
+        result = export_onnx.export(out_dir / "model.skops", out_dir / "signature.json", test_path,
+                                    out_dir / "model.onnx")
+    except ValueError as exc:
+        return f"no ONNX copy, the service will use scikit-learn: {str(exc)[:300]}"
+    return f"model.onnx agrees with model.skops on {result.rows} rows"
+
+
 def import_model(path: Path, out_dir: Path, *, trust: bool, train: pd.DataFrame,
                  test: pd.DataFrame, params: dict, champion: Path) -> dict:
     """Convert, evaluate and gate a pickled model into `out_dir`; return gate.json's content."""
@@ -129,6 +139,7 @@ def run(args: argparse.Namespace) -> int:
     verdict = import_model(args.path, out_dir, trust=args.trust_pickle, train=train, test=test,
                            params=params, champion=Path(params["gates"]["champion_pin"]))
     print(gate.table(verdict))
+    print(compile_onnx(out_dir, args.test))
     if not verdict["passed"]:
         print(f"mlops import: not registered: the gate failed (reports in {out_dir})",
               file=sys.stderr)

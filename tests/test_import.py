@@ -36,6 +36,8 @@ def test_trusted_pickle_is_converted_gated_and_registered(project_copy, delivere
     assert "gate: PASSED" in proc.stdout and "registered churn version 1" in proc.stdout
     out = project_copy / "build/import/churn"
     assert (out / "model.skops").is_file() and not list(out.glob("*.pkl"))
+    assert "model.onnx agrees with model.skops on 1409 rows" in proc.stdout
+    assert (out / "model.onnx").is_file()
     monkeypatch.chdir(project_copy)
     info = registry.get_version("churn", 1, project_copy)
     assert info.gate == "passed" and info.metrics["roc_auc"] >= 0.80
