@@ -96,7 +96,8 @@ def set_estimator(repo: Path, estimator: str) -> None:
 def commit_training(repo: Path, message: str) -> None:
     """Record what `dvc repro` produced (dvc.lock, metrics, gate verdict) in one commit, so the
     registered version's git commit names exactly the pipeline state that trained it."""
-    sh(["git", "add", "params.yaml", "dvc.lock", "models", "reports"], repo)
+    produced = [p for p in ("params.yaml", "dvc.lock", "models", "reports") if (repo / p).exists()]
+    sh(["git", "add", *produced], repo)
     sh(["git", "commit", "--quiet", "-m", message], repo)
 
 
