@@ -55,14 +55,14 @@ def tracking_uri(repo: Path | None = None) -> str:
 
 
 def _local_artifact_root(uri: str) -> str | None:
-    """Artifacts beside a local store, never in whatever folder the command ran from."""
-    parsed = urlparse(uri)
-    if parsed.scheme == "sqlite":
-        db = Path(uri[len("sqlite:///"):])
-        return (db.parent / "artifacts").resolve().as_uri()
-    if parsed.scheme in ("", "file"):
-        return None  # a file store keeps artifacts inside itself
-    return None  # a tracking server decides
+    """Artifacts beside a SQLite store, never in whatever folder the command ran from.
+
+    A file store keeps artifacts inside itself and a tracking server decides: None.
+    """
+    if urlparse(uri).scheme != "sqlite":
+        return None
+    db = Path(uri[len("sqlite:///"):])
+    return (db.parent / "artifacts").resolve().as_uri()
 
 
 def client(repo: Path | None = None):
@@ -130,14 +130,17 @@ def latest_version(name: str, repo: Path | None = None) -> int | None:
     return max((int(v.version) for v in versions), default=None)
 
 
-def download_bundle(name: str, version: int, dst: Path, repo: Path | None = None) -> Path:
-    """Download a version's bundle exactly as logged (not via models:/, which adds a file)."""
+def _download(info: VersionInfo, dst: Path) -> Path:
     import mlflow
 
-    info = get_version(name, version, repo)
     dst = Path(dst)
     dst.mkdir(parents=True, exist_ok=True)
     return Path(mlflow.artifacts.download_artifacts(artifact_uri=info.source, dst_path=str(dst)))
+
+
+def download_bundle(name: str, version: int, dst: Path, repo: Path | None = None) -> Path:
+    """Download a version's bundle exactly as logged (not via models:/, which adds a file)."""
+    return _download(get_version(name, version, repo), dst)
 
 
 def verify_bundle(name: str, version: int, repo: Path | None = None) -> VersionInfo:
@@ -147,7 +150,7 @@ def verify_bundle(name: str, version: int, repo: Path | None = None) -> VersionI
         raise RegistryError(f"{name} version {version} has no sha256 tag; it was not registered "
                             "by `mlops register` and cannot be promoted")
     with tempfile.TemporaryDirectory(prefix="bundle-") as tmp:
-        actual = bundle_sha256(download_bundle(name, version, Path(tmp), repo))
+        actual = bundle_sha256(_download(info, Path(tmp)))
     if actual != info.sha256:
         raise RegistryError(
             f"{name} version {version}: artifact digest {actual} does not match the registered "
