@@ -51,13 +51,14 @@ def outputs(lock: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
 
 def data_hashes(lock: dict[str, Any]) -> dict[str, str]:
     """md5 of the source data and of both splits, as dvc.lock has them."""
-    stages = lock.get("stages", {})
+    ingest = (lock.get("stages") or {}).get("ingest") or {}
+    # The source is whichever dependency ingest.source named when the stage ran.
+    source = (ingest.get("params") or {}).get("params.yaml", {}).get("ingest.source")
     out: dict[str, str] = {}
-    ingest_deps = (stages.get("ingest", {}) or {}).get("deps", []) or []
-    source = next((d for d in ingest_deps if not d["path"].startswith("pipelines/")), None)
-    if source:
-        out["data_hash"] = source["md5"]
-        out["data_path"] = source["path"]
-    for entry in (stages.get("split", {}) or {}).get("outs", []) or []:
-        out[f"data_{Path(entry['path']).stem}_md5"] = entry["md5"]
+    if source and (md5_ := locked(lock, "ingest", "deps", source)):
+        out["data_hash"] = md5_
+        out["data_path"] = source
+    for stage, entry in outputs(lock):
+        if stage == "split":
+            out[f"data_{Path(entry['path']).stem}_md5"] = entry["md5"]
     return out
