@@ -39,20 +39,20 @@ def check_gate(models_dir: Path, repo: Path, lock: dict[str, Any] | None) -> dic
                            "run `dvc repro` to gate the current one")
     if lock is not None:
         rel = lambda p: p.resolve().relative_to(repo.resolve()).as_posix()
-        checks = [
-            ("outs", gate_path, "the gate's verdict"),
-            ("deps", model_path, "the model the gate saw"),
-            ("deps", models_dir / "metrics.json", "the metrics the gate saw"),
-        ]
-        for kind, path, what in checks:
-            recorded = lineage.locked(lock, "gate", kind, rel(path))
+        if lineage.locked(lock, "gate", "outs", rel(gate_path)) is None:
+            raise CommandError(f"refused: dvc.lock has no gate stage entry for {rel(gate_path)}; "
+                               "run `dvc repro`")
+        for path, what in ((model_path, "the model the gate saw"),
+                           (models_dir / "metrics.json", "the metrics the gate saw")):
+            recorded = lineage.locked(lock, "gate", "deps", rel(path))
             if recorded is None:
                 raise CommandError(f"refused: dvc.lock has no gate stage entry for {rel(path)}; "
                                    "run `dvc repro`")
             if recorded != lineage.md5(path):
                 raise CommandError(f"refused: {rel(path)} is stale relative to dvc.lock "
                                    f"({what} changed since the gate ran); run `dvc repro`")
-        # Every other file that travels in the bundle must be the one its stage wrote.
+        # Every file of the model's folder that travels in the bundle, gate.json included,
+        # must be the one its stage wrote.
         for stage, entry in lineage.outputs(lock):
             path = repo / entry["path"]
             if path.is_file() and path.parent.resolve() == models_dir.resolve() \
