@@ -16,12 +16,16 @@ class UntrustedModelError(ValueError):
     """The file holds a type outside the trusted list."""
 
 
-def load_skops(path: Path):
-    """Load a skops file after checking every type it holds is trusted."""
-    data = Path(path).read_bytes()
+def loads_skops(data: bytes, source: str = "the model"):
+    """Load skops bytes after checking every type they hold is trusted."""
     untrusted = [t for t in sio.get_untrusted_types(data=data) if t not in TRUSTED_TYPES]
     if untrusted:
         raise UntrustedModelError(
-            f"{path} holds types outside the trusted list: {', '.join(untrusted)}"
+            f"{source} holds types outside the trusted list: {', '.join(untrusted)}"
         )
     return sio.loads(data, trusted=list(TRUSTED_TYPES))
+
+
+def load_skops(path: Path):
+    """Load a skops file after checking every type it holds is trusted."""
+    return loads_skops(Path(path).read_bytes(), str(path))

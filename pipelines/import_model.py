@@ -20,7 +20,7 @@ import skops.io as sio
 
 from contracts.digest import file_sha256
 from contracts.files import atomic_write_bytes, atomic_write_text
-from contracts.modelfile import UntrustedModelError, load_skops
+from contracts.modelfile import UntrustedModelError, loads_skops
 from pipelines import evaluate, export_onnx, gate, lineage, schema
 from pipelines.errors import CommandError
 from pipelines.features import features
@@ -67,10 +67,16 @@ def check_model(model, test: pd.DataFrame) -> np.ndarray:
 
 
 def to_skops(model, reference_proba: np.ndarray, test: pd.DataFrame) -> bytes:
-    """Serialize with skops and prove the skops copy predicts exactly like the pickle."""
-    data = sio.dumps(model)
+    """Serialize with skops, load it back as the service will (trusted types only) and prove
+    the skops copy predicts exactly like the pickle."""
     try:
-        restored = sio.loads(data, trusted=sio.get_untrusted_types(data=data))
+        data = sio.dumps(model)
+    except Exception as exc:
+        raise CommandError(f"the model cannot be converted to skops: {exc}") from exc
+    try:
+        restored = loads_skops(data, "the converted model")
+    except UntrustedModelError as exc:
+        raise CommandError(f"refused: {exc}") from exc
     except Exception as exc:
         raise CommandError(f"the model cannot be converted to skops: {exc}") from exc
     if not np.array_equal(restored.predict_proba(features(test)), reference_proba):
@@ -97,16 +103,12 @@ def import_model(path: Path, out_dir: Path, *, trust: bool, train: pd.DataFrame,
     if out_dir.exists():
         shutil.rmtree(out_dir)
     atomic_write_bytes(out_dir / "model.skops", skops_bytes)
-    try:
-        load_skops(out_dir / "model.skops")
-    except UntrustedModelError as exc:
-        shutil.rmtree(out_dir)
-        raise CommandError(f"refused: {exc}") from exc
-    signature(model).write(out_dir / "signature.json")
+    sig = signature(model)
+    sig.write(out_dir / "signature.json")
     ref = reference(train, model, int(params["train"]["reference_sample_size"]),
                     int(params["train"]["seed"]))
     atomic_write_text(out_dir / "reference.json", json.dumps(ref) + "\n")
-    result, plot_data = evaluate.evaluate(model, signature(model), test, params["evaluate"])
+    result, plot_data = evaluate.evaluate(model, sig, test, params["evaluate"])
     evaluate.write(result, plot_data, out_dir / "metrics.json", out_dir / "plots")
     verdict = gate.run(out_dir / "model.skops", result, test, params["gates"],
                        gate.read_champion(champion))
