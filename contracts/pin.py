@@ -13,6 +13,8 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from contracts.files import atomic_write_text
+
 API_VERSION = "gitops-ml/v1"
 KIND = "ModelPin"
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -107,19 +109,17 @@ class Pin(BaseModel):
 
     def to_yaml(self) -> str:
         """Render deterministically: same pin, same bytes."""
-        data = self.model_dump(mode="json", exclude_none=False)
         if self.model is None:
             data = {"apiVersion": self.apiVersion, "kind": self.kind,
                     "environment": self.environment, "model": None}
             body = yaml.safe_dump(data, sort_keys=False)
             return HEADER + "# Nothing has been promoted to this environment yet.\n" + body
+        data = self.model_dump(mode="json", exclude_none=False)
         if self.shadow is None:
             data.pop("shadow")
         return HEADER + yaml.safe_dump(data, sort_keys=False, default_flow_style=False)
 
     def write(self, path: Path) -> None:
-        from contracts.files import atomic_write_text
-
         atomic_write_text(Path(path), self.to_yaml())
 
     @classmethod

@@ -7,6 +7,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from contracts.files import atomic_write_text
+
 
 class Feature(BaseModel):
     """One input feature: its type and the values the model accepts."""
@@ -44,8 +46,6 @@ class Signature(BaseModel):
         return [f.name for f in self.features]
 
     def write(self, path: Path) -> None:
-        from contracts.files import atomic_write_text
-
         atomic_write_text(Path(path), self.model_dump_json(indent=2, exclude_none=True) + "\n")
 
     @classmethod

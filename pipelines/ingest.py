@@ -142,7 +142,8 @@ def validate(frame: pd.DataFrame, source: str = "source") -> Validation:
         per_column[column.name] = reasons
 
     reason_frame = pd.DataFrame(per_column)
-    invalid = (reason_frame != "").any(axis=1)
+    broken = reason_frame != ""
+    invalid = broken.any(axis=1)
     joined = ["; ".join(x for x in row if x) for row in reason_frame[invalid].itertuples(index=False)]
 
     quarantine = frame[invalid].copy()
@@ -154,9 +155,8 @@ def validate(frame: pd.DataFrame, source: str = "source") -> Validation:
         elif column.type == "number":
             valid[column.name] = valid[column.name].astype("float64")
 
-    counts = {c: int((reason_frame[c] != "").sum()) for c in reason_frame.columns}
-    examples = {c: str(reason_frame.loc[reason_frame[c] != "", c].iloc[0])
-                for c, n in counts.items() if n}
+    counts = {c: int(n) for c, n in broken.sum().items()}
+    examples = {c: str(reason_frame.loc[broken[c], c].iloc[0]) for c, n in counts.items() if n}
     return Validation(
         valid=valid.reset_index(drop=True),
         quarantine=quarantine.reset_index(drop=True),
