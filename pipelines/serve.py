@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from contracts.pin import Pin
+from pipelines import pins
 from pipelines.errors import CommandError
 
 
@@ -25,10 +26,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def pin_path(repo: Path, env: str) -> Path:
     """environments/<env>/model.yaml, checked to exist and to hold a valid pin."""
-    envs = repo / "environments"
-    path = envs / env / "model.yaml"
+    path = repo / pins.relpath(env)
     if not path.is_file():
-        known = sorted(p.parent.name for p in envs.glob("*/model.yaml"))
+        known = sorted(pins.environments(repo))
         raise CommandError(f"no pin for environment {env!r} at {path}; environments with a pin: "
                            f"{', '.join(known) or 'none'}")
     try:
@@ -46,8 +46,6 @@ def service_environment(repo: Path, pin: Path) -> dict[str, str]:
     env["MODEL_PIN"] = str(pin.resolve())
     env["MLFLOW_TRACKING_URI"] = tracking_uri(repo)
     env.setdefault("MODEL_CACHE_DIR", str((repo / ".mlflow" / "serving-cache").resolve()))
-    env.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-    env.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     return env
 
 

@@ -61,14 +61,12 @@ def _source(ref: ModelRef, tracking_uri: str | None) -> str:
     client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
     try:
         return client.get_model_version(ref.name, str(ref.version)).source
-    except MlflowException as exc:
-        if "RESOURCE_DOES_NOT_EXIST" in str(getattr(exc, "error_code", "")) or \
-                "not found" in str(exc).lower():
+    except Exception as exc:  # a registry answer, or connection errors of any kind of store
+        if isinstance(exc, MlflowException) and (
+                "RESOURCE_DOES_NOT_EXIST" in str(getattr(exc, "error_code", ""))
+                or "not found" in str(exc).lower()):
             raise LoadError("version_not_found",
                             f"{ref.uri} is not registered at {tracking_uri}") from exc
-        raise LoadError("registry_unavailable",
-                        f"the registry at {tracking_uri} failed for {ref.uri}: {exc}") from exc
-    except Exception as exc:  # connection errors of any kind of store
         raise LoadError("registry_unavailable",
                         f"the registry at {tracking_uri} failed for {ref.uri}: {exc}") from exc
 

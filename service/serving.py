@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import hashlib
 import logging
 import time
 from collections.abc import Callable
@@ -74,7 +73,7 @@ class ServiceState:
         self.pin: Pin | None = None  # the newest pin read that parsed
         self.failure: Failure | None = None
         self.loading: str | None = None
-        self._pin_text_sha: str | None = None
+        self._pin_text: str | None = None  # a pin is small: compare it whole
         self._pin_stat: tuple | None = None
         self._last_attempt = 0.0
         self._in_sync = False
@@ -112,20 +111,17 @@ class ServiceState:
     async def sync_with_pin(self) -> None:
         """Read the pin; if it names something else than what serves, load and swap it in."""
         path = self.settings.model_pin
+        retry = self.failure is not None and time.monotonic() - self._last_attempt > RETRY_SECONDS
         try:
             st = path.stat()
-            stat = (st.st_mtime_ns, st.st_size, st.st_ino)
         except OSError as exc:
-            stat = None
-            error = exc
-        retry = self.failure is not None and time.monotonic() - self._last_attempt > RETRY_SECONDS
-        if stat is None:
             if self._pin_stat != _MISSING or retry:  # report once, not on every poll
                 self._pin_stat = _MISSING
-                self._pin_text_sha = None
+                self._pin_text = None
                 self._fail(LoadError("invalid_pin",
-                                     f"cannot read pin file {path}: {error.strerror}"), None)
+                                     f"cannot read pin file {path}: {exc.strerror}"), None)
             return
+        stat = (st.st_mtime_ns, st.st_size, st.st_ino)
         if stat == self._pin_stat and not retry:
             return
         self._pin_stat = stat
@@ -134,10 +130,9 @@ class ServiceState:
         except OSError as exc:
             self._fail(LoadError("invalid_pin", f"cannot read pin file {path}: {exc}"), None)
             return
-        text_sha = hashlib.sha256(text.encode()).hexdigest()
-        if text_sha == self._pin_text_sha and not retry:
+        if text == self._pin_text and not retry:
             return
-        self._pin_text_sha = text_sha
+        self._pin_text = text
         try:
             pin = Pin.parse(text, source=str(path))
         except ValueError as exc:
@@ -206,14 +201,14 @@ class ServiceState:
                 # The primary is what users get; a bad shadow is reported, not fatal.
                 self.metrics.load_failures.labels(reason=exc.reason).inc()
                 shadow_failure = Failure(exc.reason, f"shadow: {exc.message}", pin.shadow.uri)
-        reference = primary.reference
-        drift = (DriftMonitor(primary.signature, reference, s.drift_window_rows, s.drift_min_rows)
-                 if reference else None)
-        if current is not None and current.model is primary and current.drift is not None:
-            drift = current.drift  # same model, same window
-        return Serving(model=primary, codec=RequestCodec(primary.signature, s.max_batch_rows),
-                       drift=drift, shadow=shadow, environment=pin.environment,
-                       shadow_failure=shadow_failure)
+        if current is not None and current.model is primary:
+            codec, drift = current.codec, current.drift  # same model: same rules, same window
+        else:
+            codec = RequestCodec(primary.signature, s.max_batch_rows)
+            drift = (DriftMonitor(primary.signature, primary.reference, s.drift_window_rows,
+                                  s.drift_min_rows) if primary.reference else None)
+        return Serving(model=primary, codec=codec, drift=drift, shadow=shadow,
+                       environment=pin.environment, shadow_failure=shadow_failure)
 
     def _swap(self, new: Serving | None) -> None:
         """Put `new` in service with one assignment and bring the metrics along."""

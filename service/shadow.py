@@ -45,32 +45,24 @@ class ShadowRunner:
         except queue.Full:
             pass  # the worker sees the flag after its current item
 
-    def drain(self, timeout: float = 5.0) -> None:
-        """Wait until every queued request has been compared (for tests and shutdown)."""
-        done = threading.Event()
-        self._queue.put(done)
-        done.wait(timeout)
-
     def _run(self) -> None:
         while not self._stopped:
             item = self._queue.get()
             if item is None:
                 return
-            if isinstance(item, threading.Event):
-                item.set()
-                continue
             columns, primary = item
             try:
                 labels, _ = self.model.predict(columns)
             except Exception:  # a shadow must never hurt the primary; it is only counted
                 log.exception("shadow model %s failed to predict", self.model.ref.uri)
                 continue
-            agree = sum(a == b for a, b in zip(labels, primary))
+            matches = [a == b for a, b in zip(labels, primary)]
+            agree = sum(matches)
             disagree = len(labels) - agree
             if agree:
                 self._agree.inc(agree)
             if disagree:
                 self._disagree.inc(disagree)
-            self._recent.extend(a == b for a, b in zip(labels, primary))
+            self._recent.extend(matches)
             self.compared += len(labels)
             self._metrics.shadow_agreement.set(sum(self._recent) / len(self._recent))
