@@ -41,6 +41,12 @@ class Signature(BaseModel):
     positive_class: str
     features: list[Feature] = Field(min_length=1)
 
+    @model_validator(mode="after")
+    def _positive_is_a_class(self) -> Signature:
+        if self.positive_class not in self.classes:
+            raise ValueError(f"positive class {self.positive_class!r} is not one of {self.classes}")
+        return self
+
     @property
     def feature_names(self) -> list[str]:
         return [f.name for f in self.features]

@@ -83,15 +83,11 @@ def load(bundle_dir: Path, ref: ModelRef, pin: Pin) -> LoadedModel:
 def _read_signature(bundle_dir: Path) -> Signature:
     path = bundle_dir / "signature.json"
     try:
-        signature = Signature.read(path)
+        return Signature.read(path)
     except FileNotFoundError as exc:
         raise LoadError("corrupt_artifact", f"the bundle has no signature.json ({path})") from exc
     except Exception as exc:
         raise LoadError("corrupt_artifact", f"{path} is not a valid signature: {exc}") from exc
-    if signature.positive_class not in signature.classes:
-        raise LoadError("corrupt_artifact",
-                        f"{path}: positive class {signature.positive_class!r} is not a class")
-    return signature
 
 
 def _read_reference(bundle_dir: Path) -> dict[str, Any] | None:
