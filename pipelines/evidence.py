@@ -5,6 +5,7 @@ import math
 from typing import Any
 
 from contracts.pin import Pin
+from pipelines import pins
 
 # Interval bounds are logged beside each metric as `<metric>_ci_low` / `<metric>_ci_high`.
 _BOUNDS = ("_ci_low", "_ci_high")
@@ -102,7 +103,7 @@ def promotion_body(*, new: Pin, current: Pin, challenger_metrics: dict[str, Any]
              if staged_in else "")
     return (
         f"## Promote `{m.name}` v{m.version} to **{env}**\n\n"
-        f"This pull request changes one file, `environments/{env}/model.yaml`, from "
+        f"This pull request changes one file, `{pins.relpath(env)}`, from "
         f"{_describe(current)} to {_describe(new)}. Merging it is the deployment: Argo CD "
         f"syncs the environment and the service loads exactly this digest.\n\n{order}"
         f"### Metrics on the test split (95% bootstrap interval)\n\n"
@@ -123,7 +124,7 @@ def rollback_body(*, env: str, reverted: str, current: Pin, restored: Pin, commi
     return (
         f"## Roll back **{env}**\n\n{why}"
         f"This pull request is `git revert {reverted}`: it changes only "
-        f"`environments/{env}/model.yaml`, from {_describe(current)} back to "
+        f"`{pins.relpath(env)}`, from {_describe(current)} back to "
         f"{_describe(restored)}.\n\n"
         f"### Metrics (as pinned)\n\n"
         f"{metrics_table(restored.metrics, current.metrics, 'restored', 'rolled back')}\n\n"

@@ -1,11 +1,14 @@
-"""Opening pull requests through GitHub's REST API (the only place the project talks to GitHub)."""
+"""Pushing a branch and opening its pull request through GitHub's REST API (the only place the
+project talks to GitHub)."""
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 
+from pipelines import gitops
 from pipelines.errors import CommandError
 
 DEFAULT_API = "https://api.github.com"
@@ -55,3 +58,14 @@ class GitHub:
                 f"(HTTP {response.status_code}): {message}{': ' + errors if errors else ''}")
         data = response.json()
         return str(data.get("html_url") or data.get("url") or "")
+
+
+def publish(repo: Path, *, remote: str, branch: str, base: str, open_pr: bool, title: str,
+            body: str) -> str | None:
+    """Push `branch` to `remote`, then open a pull request into `base` when `open_pr` and
+    GitHub is configured; return the pull request's address, if one was opened."""
+    gitops.push(repo, remote, branch)
+    github = GitHub.from_env() if open_pr else None
+    if github is None:
+        return None
+    return github.open_pull_request(title=title, head=branch, base=base, body=body)

@@ -65,8 +65,13 @@ def newest_active_promotion(repo: Path, env: str, rev: str = "HEAD") -> Event | 
     return next((e for e in events(repo, env, rev) if e.kind == "promotion" and e.active), None)
 
 
-def _serves(pin: Pin) -> str:
-    return "nothing" if pin.is_empty else f"{pin.model.name} v{pin.model.version}"
+def digests_ever_pinned(repo: Path, env: str, rev: str = "HEAD") -> dict[str, str]:
+    """sha256 -> first commit that pinned it in `env` (a malformed pin in history proves nothing)."""
+    seen: dict[str, str] = {}
+    for event in reversed(events(repo, env, rev)):
+        if not event.pin.is_empty:
+            seen.setdefault(event.pin.model.sha256, event.commit.sha)
+    return seen
 
 
 def history_lines(repo: Path, env: str, rev: str = "HEAD") -> str:
@@ -81,14 +86,14 @@ def history_lines(repo: Path, env: str, rev: str = "HEAD") -> str:
         note = e.commit.author
         if e.kind == "rollback":
             target = by_sha.get(e.reverts or "")
-            what = (f"{target.kind} {target.short} ({_serves(target.pin)})" if target
+            what = (f"{target.kind} {target.short} ({pins.label(target.pin)})" if target
                     else (e.reverts or "?")[:8])
             note += f"; reverts {what}"
         elif e.kind == "change":
             note += f"; {e.commit.subject}"
         if not e.active:
             note += "; reverted later"
-        lines.append(f"{e.commit.date:<25} {e.short:<8} {e.kind:<9} {_serves(e.pin):<12} "
+        lines.append(f"{e.commit.date:<25} {e.short:<8} {e.kind:<9} {pins.label(e.pin):<12} "
                      f"{digest:<12} {note}")
     if not evs:
         lines.append("(no commits touch this pin)")

@@ -1,4 +1,4 @@
-"""Where each environment's pin lives, and reading pins from the work tree or from history."""
+"""Where each environment's pin lives, and reading pins from the work tree or from a commit."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -37,6 +37,11 @@ def require_environment(repo: Path, env: str) -> None:
                            f"{', '.join(known) or 'none'} (environments/<env>/model.yaml)")
 
 
+def label(pin: Pin) -> str:
+    """What a pin serves in a few words: `churn v2`, or `nothing`."""
+    return "nothing" if pin.is_empty else f"{pin.model.name} v{pin.model.version}"
+
+
 def read(repo: Path, env: str, rev: str | None = None) -> Pin:
     """The pin of `env` in the work tree, or at commit `rev`; an absent file reads as empty."""
     if rev is None:
@@ -53,16 +58,3 @@ def read(repo: Path, env: str, rev: str | None = None) -> Pin:
     if pin.environment != env:
         raise InvalidPin(f"{source} says environment {pin.environment!r}, not {env!r}")
     return pin
-
-
-def digests_ever_pinned(repo: Path, env: str, rev: str = "HEAD") -> dict[str, str]:
-    """sha256 -> first commit that pinned it in `env`, from the git history of its pin file."""
-    seen: dict[str, str] = {}
-    for commit in reversed(gitops.log(repo, relpath(env), rev)):
-        try:
-            pin = read(repo, env, commit.sha)
-        except ValueError:
-            continue  # a malformed pin in history proves nothing
-        if not pin.is_empty:
-            seen.setdefault(pin.model.sha256, commit.sha)
-    return seen

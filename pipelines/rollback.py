@@ -12,9 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from contracts.pin import Pin
-from pipelines import evidence, gitops, history, pins
+from pipelines import evidence, github, gitops, history, pins
 from pipelines.errors import CommandError
-from pipelines.github import GitHub
 
 
 @dataclass
@@ -33,10 +32,8 @@ class RollbackResult:
 
     def summary(self) -> str:
         """Human-readable outcome."""
-        def name(p: Pin) -> str:
-            return "nothing" if p.is_empty else f"{p.model.name} v{p.model.version}"
-
-        lines = [f"rolled back {self.environment}: {name(self.previous)} -> {name(self.pin)}",
+        lines = [f"rolled back {self.environment}: {pins.label(self.previous)} -> "
+                 f"{pins.label(self.pin)}",
                  f"  commit {self.commit[:12]} on {self.branch} reverts {self.reverted[:12]}"]
         if self.pull_request:
             lines.append(f"  pull request: {self.pull_request}")
@@ -86,13 +83,11 @@ def rollback(repo: Path, env: str, *, here: bool = False, push: bool = False,
                                          restored=result.pin, commit=sha,
                                          reason=reason)
     if push:
-        gitops.push(repo, remote, result.branch)
+        subject = gitops.git(repo, "log", "-1", "--format=%s", sha).strip()
+        result.pull_request = github.publish(
+            repo, remote=remote, branch=result.branch, base=base, open_pr=open_pr and not here,
+            title=subject, body=result.body)
         result.pushed = True
-        github = GitHub.from_env() if open_pr and not here else None
-        if github is not None:
-            subject = gitops.git(repo, "log", "-1", "--format=%s", sha).strip()
-            result.pull_request = github.open_pull_request(
-                title=subject, head=result.branch, base=base, body=result.body)
     return result
 
 
