@@ -18,21 +18,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from contracts.digest import bundle_sha256
 from contracts.pin import Lineage, ModelRef, Pin, Promotion
-from pipelines import evidence, gitops, pins
+from pipelines import evidence, github, gitops, history, pins
 from pipelines.errors import CommandError
-from pipelines.github import GitHub
 
 
 @dataclass
 class PromotionResult:
     """What a promotion did."""
 
-    environment: str
-    model: str
-    version: int
-    sha256: str
     commit: str
     branch: str
     previous: Pin
@@ -41,11 +35,26 @@ class PromotionResult:
     pull_request: str | None = None
     body: str = ""
 
+    @property
+    def environment(self) -> str:
+        return self.pin.environment
+
+    @property
+    def model(self) -> str:
+        return self.pin.model.name
+
+    @property
+    def version(self) -> int:
+        return self.pin.model.version
+
+    @property
+    def sha256(self) -> str:
+        return self.pin.model.sha256
+
     def summary(self) -> str:
         """Human-readable outcome with the next step."""
-        was = ("nothing" if self.previous.is_empty
-               else f"{self.previous.model.name} v{self.previous.model.version}")
-        lines = [f"promoted {self.model} v{self.version} to {self.environment} (was {was})",
+        lines = [f"promoted {self.model} v{self.version} to {self.environment} "
+                 f"(was {pins.label(self.previous)})",
                  f"  commit {self.commit[:12]} on {self.branch}, sha256 {self.sha256[:12]}"]
         if self.pull_request:
             lines.append(f"  pull request: {self.pull_request}")
@@ -65,11 +74,9 @@ def branch_name(env: str, model: str, version: int) -> str:
 def commit_message(new: Pin, current: Pin) -> str:
     """Subject, a short body, and the trailers history is queried by."""
     m, lin = new.model, new.lineage
-    was = ("nothing" if current.is_empty
-           else f"{current.model.name} v{current.model.version}")
     return (
         f"Promote {m.name} v{m.version} to {new.environment}\n\n"
-        f"Pins {m.uri} (was {was}); gate passed.\n"
+        f"Pins {m.uri} (was {pins.label(current)}); gate passed.\n"
         f"Run {lin.run_id}, training commit {lin.git_commit}, data {lin.data_hash}.\n\n"
         f"Model: {m.name}\nVersion: {m.version}\nDigest: {m.sha256}\n"
         f"Environment: {new.environment}\n"
@@ -91,24 +98,9 @@ def _version(repo: Path, model: str, version: int):
         raise CommandError(f"unknown version: {exc}") from exc
 
 
-def _verified_bundle(repo: Path, info, work: Path) -> tuple[dict | None, dict | None]:
+def _verified_bundle(info, work: Path) -> tuple[dict | None, dict | None]:
     """Download the version, recompute its digest, return (gate.json, metrics.json)."""
-    if not info.sha256:
-        raise CommandError(f"{info.name} v{info.version} has no sha256 tag; only versions "
-                           "registered by `mlops register` can be promoted")
-    try:
-        bundle = _registry().download_bundle(info.name, info.version, work, repo)
-        actual = bundle_sha256(bundle)
-    except CommandError:
-        raise
-    except Exception as exc:  # MLflow and storage errors come in many types
-        raise CommandError(f"cannot download the artifact of {info.name} v{info.version} "
-                           f"from {info.source}: {exc}") from exc
-    if actual != info.sha256:
-        raise CommandError(
-            f"digest mismatch: the artifact of {info.name} v{info.version} hashes to {actual} "
-            f"but the registry recorded sha256 {info.sha256}; its files changed after "
-            "registration, so it cannot be promoted")
+    bundle = _registry().verified_download(info, work)
 
     def _json(name: str) -> dict | None:
         path = bundle / name
@@ -154,7 +146,7 @@ def promote(repo: Path, model: str, version: int, env: str, *, here: bool = Fals
     staged_in = None
     if env in pins.PREREQUISITE:
         before = pins.PREREQUISITE[env]
-        staged_in = pins.digests_ever_pinned(repo, before).get(info.sha256)
+        staged_in = history.digests_ever_pinned(repo, before).get(info.sha256)
         if staged_in is None:
             raise CommandError(
                 f"skipping {before}: {env} only accepts a digest that {before} has pinned "
@@ -162,7 +154,7 @@ def promote(repo: Path, model: str, version: int, env: str, *, here: bool = Fals
                 f"{before}'s history. Run `mlops promote {model} {version} --to {before}` "
                 f"and merge it first")
     with tempfile.TemporaryDirectory(prefix="mlops-promote-") as tmp:
-        gate, _ = _verified_bundle(store, info, Path(tmp))
+        gate, _ = _verified_bundle(info, Path(tmp))
 
     new = Pin(
         environment=env,
@@ -176,27 +168,24 @@ def promote(repo: Path, model: str, version: int, env: str, *, here: bool = Fals
         shadow=current.shadow,  # a shadow model is its own decision; a promotion keeps it
     )
     path = pins.relpath(env)
+    message = commit_message(new, current)
 
     def write_and_commit(work: Path) -> None:
         new.write(work / path)
-        gitops.commit_file(work, path, commit_message(new, current))
+        gitops.commit_file(work, path, message)
 
     branch = base if here else branch_name(env, model, version)
     sha = gitops.commit_on(repo, branch=None if here else branch, make_commit=write_and_commit)
-    result = PromotionResult(env, model, version, info.sha256, sha, branch or "HEAD",
-                             current, new)
+    result = PromotionResult(sha, branch or "HEAD", current, new)
     result.body = evidence.promotion_body(
         new=new, current=current, challenger_metrics=info.metrics,
         champion_metrics=_champion_metrics(store, current), gate=gate, commit=sha,
         staged_in=staged_in)
     if push:
-        gitops.push(repo, remote, result.branch)
+        result.pull_request = github.publish(
+            repo, remote=remote, branch=result.branch, base=base, open_pr=open_pr and not here,
+            title=message.splitlines()[0], body=result.body)
         result.pushed = True
-        github = GitHub.from_env() if open_pr and not here else None
-        if github is not None:
-            result.pull_request = github.open_pull_request(
-                title=commit_message(new, current).splitlines()[0], head=result.branch,
-                base=base, body=result.body)
     return result
 
 

@@ -143,19 +143,30 @@ def download_bundle(name: str, version: int, dst: Path, repo: Path | None = None
     return _download(get_version(name, version, repo), dst)
 
 
-def verify_bundle(name: str, version: int, repo: Path | None = None) -> VersionInfo:
-    """Download a version and check its digest against the `sha256` tag it was registered with."""
-    info = get_version(name, version, repo)
+def verified_download(info: VersionInfo, dst: Path) -> Path:
+    """Download a version into `dst` and check its digest against its registered `sha256` tag."""
     if not info.sha256:
-        raise RegistryError(f"{name} version {version} has no sha256 tag; it was not registered "
-                            "by `mlops register` and cannot be promoted")
-    with tempfile.TemporaryDirectory(prefix="bundle-") as tmp:
-        actual = bundle_sha256(_download(info, Path(tmp)))
+        raise RegistryError(f"{info.name} v{info.version} has no sha256 tag; only versions "
+                            "registered by `mlops register` can be promoted")
+    try:
+        bundle = _download(info, dst)
+    except Exception as exc:  # MLflow and storage errors come in many types
+        raise RegistryError(f"cannot download the artifact of {info.name} v{info.version} "
+                            f"from {info.source}: {exc}") from exc
+    actual = bundle_sha256(bundle)
     if actual != info.sha256:
         raise RegistryError(
-            f"{name} version {version}: artifact digest {actual} does not match the registered "
-            f"sha256 {info.sha256}; the stored files changed after registration"
-        )
+            f"digest mismatch: the artifact of {info.name} v{info.version} hashes to {actual}, "
+            f"which does not match the registered sha256 {info.sha256}; its files changed after "
+            "registration")
+    return bundle
+
+
+def verify_bundle(name: str, version: int, repo: Path | None = None) -> VersionInfo:
+    """Look a version up and check its stored files against its registered digest."""
+    info = get_version(name, version, repo)
+    with tempfile.TemporaryDirectory(prefix="bundle-") as tmp:
+        verified_download(info, Path(tmp))
     return info
 
 
