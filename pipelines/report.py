@@ -73,11 +73,11 @@ def _metric_table(entries: dict[str, dict], base: str) -> tuple[str, list[str]]:
         new, old = get("value", "new"), get("value", "old")
         if new is None and old is None:
             continue
+        low, high = get("ci_low", "old"), get("ci_high", "old")
         change = "new" if old is None else ("removed" if new is None else "")
         if not change:
             delta = new - old
             better = (delta < 0) if name in LOWER_IS_BETTER else (delta > 0)
-            low, high = get("ci_low", "old"), get("ci_high", "old")
             outside = low is not None and high is not None and not (low <= new <= high)
             arrow = "▲" if delta > 0 else ("▼" if delta < 0 else "=")
             verdict = ("better" if better else "worse") if outside else "within base interval"
@@ -86,7 +86,7 @@ def _metric_table(entries: dict[str, dict], base: str) -> tuple[str, list[str]]:
             if outside:
                 moved.append(name)
             change = f"{arrow} {delta:+.4f} ({verdict})"
-        rows.append(f"| {name} | {_interval(old, get('ci_low', 'old'), get('ci_high', 'old'))} "
+        rows.append(f"| {name} | {_interval(old, low, high)} "
                     f"| {_interval(new, get('ci_low', 'new'), get('ci_high', 'new'))} | {change} |")
     if not rows:
         return "", moved
@@ -221,9 +221,8 @@ def run(args: argparse.Namespace) -> int:
         except json.JSONDecodeError as exc:
             raise CommandError(f"{args.gate} is not JSON: {exc.msg}") from None
     text = render(args.metrics_diff.read_text(), args.params_diff.read_text(), gate,
-                  base=args.base, plots_url=args.plots_url or None)
+                  base=args.base, plots_url=args.plots_url)
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(args.out, text)
     if args.summary:
         with args.summary.open("a", encoding="utf-8") as fh:

@@ -141,7 +141,7 @@ def registry_store(tmp_path_factory) -> Registry:
 
 
 def _build_registry(root: Path) -> Registry:
-    from mlflow import MlflowClient
+    import mlflow
 
     from contracts.digest import bundle_sha256
     from pipelines import registry
@@ -175,9 +175,6 @@ def _build_registry(root: Path) -> Registry:
         stored = Path(registry.get_version(MODEL, 6).source.removeprefix("file://"))
         (stored / "metrics.json").write_text('{"roc_auc": {"value": 0.99}}')
         assert bundle_sha256(stored) != digests[6]
-        MlflowClient(uri).get_registered_model(MODEL)
-        import mlflow
-
         mlflow.set_tracking_uri(None)
         mlflow.set_registry_uri(None)
     return Registry(uri, {"v1": 1, "v2": 2, "v3": 3, "failed_gate": 4, "v5": 5, "tampered": 6},

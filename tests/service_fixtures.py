@@ -1,13 +1,13 @@
 """Fixtures for the service tests: a real MLflow registry holding real churn models, pins,
 and the service itself running as a process on a local port.
 
-Import what a module needs by name (`from service_fixtures import served_registry, ...`).
+Loaded as a pytest plugin (conftest.py), so the session-scoped registry is built once however
+many modules use it; modules import only the helpers (`from service_fixtures import write_pin`).
 """
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -44,17 +44,12 @@ class ServedRegistry:
         return json.loads(self.rows.iloc[start:start + n].to_json(orient="records"))
 
 
-_BUILT: list[ServedRegistry] = []
-
-
 @pytest.fixture(scope="session")
 def served_registry(tmp_path_factory) -> ServedRegistry:
     """Registry with: v1 and v2 (two good models that disagree on some rows), v3 (its stored
     files were changed after registration) and v4 (registered with a model file that is not
     a model: its digest matches, loading fails). Built once per session."""
-    if not _BUILT:
-        _BUILT.append(_build(tmp_path_factory.mktemp("served-registry")))
-    return _BUILT[0]
+    return _build(tmp_path_factory.mktemp("served-registry"))
 
 
 def _telco() -> pd.DataFrame:
@@ -158,9 +153,6 @@ class RunningService:
     log: Path
     pin: Path
 
-    def client(self, **kwargs) -> httpx.Client:
-        return httpx.Client(base_url=self.url, timeout=10, **kwargs)
-
     def get(self, path: str, **kwargs) -> httpx.Response:
         return httpx.get(self.url + path, timeout=10, **kwargs)
 
@@ -189,9 +181,6 @@ class RunningService:
             return body if r.status_code == 200 and (
                 version is None or body["version"] == version) else None
         return self.wait_until(ready, timeout, f"/ready with version {version}")
-
-    def logs(self) -> str:
-        return self.log.read_text() if self.log.exists() else ""
 
     def stop(self) -> None:
         stop(self.proc)
@@ -237,8 +226,3 @@ def sklearn_probability(reg: ServedRegistry, version: int, rows: pd.DataFrame) -
     """What the registered scikit-learn model says: P(Churn=Yes) per row."""
     model = reg.models[version]
     return model.predict_proba(rows)[:, list(model.classes_).index("Yes")]
-
-
-def copy_tree(src: Path, dst: Path) -> Path:
-    shutil.copytree(src, dst)
-    return dst

