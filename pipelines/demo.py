@@ -20,6 +20,8 @@ from pathlib import Path
 
 import yaml
 
+from pipelines.metric_names import KEY_METRICS
+
 ROOT = Path(__file__).resolve().parents[1]
 BOLD, RESET = ("\033[1m", "\033[0m") if sys.stdout.isatty() else ("", "")
 
@@ -72,7 +74,7 @@ def free_port() -> int:
 def summarize(repo: Path) -> None:
     metrics = json.loads((repo / "models/churn/metrics.json").read_text())
     print(f"  test rows: {metrics['rows']}   (95% bootstrap intervals)")
-    for name in ("roc_auc", "pr_auc", "f1", "precision", "recall", "accuracy", "log_loss"):
+    for name in KEY_METRICS:
         m = metrics[name]
         print(f"  {name:<10} {m['value']:.4f}  [{m['ci_low']:.4f}, {m['ci_high']:.4f}]")
 

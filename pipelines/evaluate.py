@@ -17,9 +17,9 @@ from contracts.files import atomic_write_text
 from contracts.modelfile import load_skops
 from contracts.signature import Signature
 from pipelines.features import features, target
+from pipelines.metric_names import KEY_METRICS
 from pipelines.params import load_params
 
-KEY_METRICS = ("roc_auc", "pr_auc", "f1", "precision", "recall", "accuracy", "log_loss")
 PLOT_POINTS = 200
 
 

@@ -6,11 +6,11 @@ from typing import Any
 
 from contracts.pin import Pin
 from pipelines import pins
+from pipelines.metric_names import KEY_METRICS
 
 # Interval bounds are logged beside each metric as `<metric>_ci_low` / `<metric>_ci_high`.
 _BOUNDS = ("_ci_low", "_ci_high")
 # Shown first when present; any other metric follows alphabetically.
-PREFERRED = ("roc_auc", "pr_auc", "f1", "precision", "recall", "accuracy", "log_loss")
 
 
 def point_metrics(metrics: dict[str, Any]) -> dict[str, float]:
@@ -29,7 +29,7 @@ def point_metrics(metrics: dict[str, Any]) -> dict[str, float]:
 
 
 def _order(name: str) -> tuple[int, str]:
-    return (PREFERRED.index(name) if name in PREFERRED else len(PREFERRED), name)
+    return (KEY_METRICS.index(name) if name in KEY_METRICS else len(KEY_METRICS), name)
 
 
 def _cell(metrics: dict[str, Any] | None, name: str) -> str:

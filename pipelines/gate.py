@@ -23,9 +23,8 @@ from contracts.files import atomic_write_text
 from contracts.modelfile import load_skops
 from contracts.pin import Pin
 from pipelines.features import features
+from pipelines.metric_names import HIGHER_IS_BETTER
 from pipelines.params import load_params
-
-HIGHER_IS_BETTER = ("roc_auc", "pr_auc", "f1", "precision", "recall", "accuracy")
 
 
 @dataclass

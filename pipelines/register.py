@@ -17,7 +17,7 @@ import pandas as pd
 from contracts.digest import file_sha256
 from pipelines import bundle, lineage
 from pipelines.errors import CommandError
-from pipelines.evaluate import KEY_METRICS
+from pipelines.metric_names import KEY_METRICS
 from pipelines.params import flatten, load_params
 from pipelines.registry import VersionInfo, client, experiment_id, register_bundle
 

@@ -19,11 +19,10 @@ from typing import Any
 
 from contracts.files import atomic_write_text
 from pipelines.errors import CommandError
+from pipelines.metric_names import KEY_METRICS, LOWER_IS_BETTER
 
 MARKER = "<!-- gitops-ml:train-report -->"
 METRICS_FILE = "models/churn/metrics.json"
-KEY_METRICS = ("roc_auc", "pr_auc", "f1", "precision", "recall", "accuracy", "log_loss")
-LOWER_IS_BETTER = {"log_loss"}
 PLOTS = ("ROC", "Precision-Recall", "Confusion")
 
 
