@@ -34,8 +34,6 @@ def _quiet_tools() -> None:
     os.environ.setdefault("DO_NOT_TRACK", "1")
 
 
-
-
 def _wanted(argv: list[str]) -> str | None:
     return next((a for a in argv if not a.startswith("-")), None)
 
