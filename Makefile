@@ -65,7 +65,7 @@ argo-workflow: venv  ## regenerate pipelines/argo/churn-pipeline.yaml from dvc.y
 
 crds: venv  ## Rollout, AnalysisTemplate, WorkflowTemplate, PrometheusRule vs their CRD schemas
 	$(PY) -m pipelines.argo --check
-	$(PY) -m pipelines.manifests --crds environments/production environments/monitoring pipelines/argo
+	$(PY) -m pipelines.checks.manifests --crds environments/production environments/monitoring pipelines/argo
 
 workflows-lint: dev  ## actionlint + the GitHub workflow JSON schema on .github/workflows
 	$(VENV)/bin/actionlint .github/workflows/*.yml
@@ -90,7 +90,7 @@ report: venv  ## metrics (with intervals) and params vs $(BASE), gate verdicts, 
 	@echo "wrote build/report/report.md"
 
 manifests: dev  ## render every overlay, validate with kubernetes-validate --strict and the Argo CD schema
-	$(PY) -m pipelines.manifests
+	$(PY) -m pipelines.checks.manifests
 
 .PHONY: bench-pipeline bench-serving
 bench-pipeline: venv  ## time dvc repro (full and no-op) against the stage commands run by hand

@@ -19,8 +19,9 @@ def main(work: Path) -> None:
     os.environ["MLFLOW_TRACKING_URI"] = uri = f"sqlite:///{work / 'mlflow.db'}"
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     from contracts.pin import Pin
-    from pipelines import bundle, registry
-    from pipelines.features import features
+    from pipelines.registry import bundle
+    from pipelines.registry import store as registry
+    from pipelines.stages.features import features
 
     models = Path("models/churn")
     if not (models / "model.onnx").is_file():

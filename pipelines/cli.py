@@ -15,13 +15,13 @@ from pipelines.errors import CommandError
 
 # (subcommand, module, one-line help)
 COMMANDS: list[tuple[str, str, str]] = [
-    ("register", "pipelines.register", "log the gated model to MLflow and register a new version"),
-    ("import", "pipelines.import_model", "bring a delivered model file through the gates"),
-    ("promote", "pipelines.promote", "pin a registered version in an environment (one commit)"),
-    ("rollback", "pipelines.rollback", "git revert the newest promotion of an environment"),
-    ("status", "pipelines.status", "what each environment runs, with metrics and lineage"),
-    ("history", "pipelines.history", "every promotion and rollback of an environment"),
-    ("sync-aliases", "pipelines.sync_aliases", "make registry aliases follow the pins in git"),
+    ("register", "pipelines.registry.register", "log the gated model to MLflow and register a new version"),
+    ("import", "pipelines.registry.import_model", "bring a delivered model file through the gates"),
+    ("promote", "pipelines.gitops.promote", "pin a registered version in an environment (one commit)"),
+    ("rollback", "pipelines.gitops.rollback", "git revert the newest promotion of an environment"),
+    ("status", "pipelines.gitops.status", "what each environment runs, with metrics and lineage"),
+    ("history", "pipelines.gitops.history", "every promotion and rollback of an environment"),
+    ("sync-aliases", "pipelines.registry.sync_aliases", "make registry aliases follow the pins in git"),
     ("serve", "pipelines.serve", "run the inference service on an environment's pin"),
     ("report", "pipelines.report", "metrics vs the base branch, gate verdicts: the PR report"),
 ]

@@ -80,7 +80,7 @@ def summarize(repo: Path) -> None:
 
 
 def show_gate(repo: Path) -> None:
-    from pipelines.gate import table
+    from pipelines.stages.gate import table
 
     verdict = json.loads((repo / "models/churn/gate.json").read_text())
     print("\n".join("  " + line for line in table(verdict).splitlines()))

@@ -12,8 +12,8 @@ import sys
 from pathlib import Path
 
 from contracts.pin import Pin
-from pipelines import pins
 from pipelines.errors import CommandError
+from pipelines.gitops import pins
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -40,7 +40,7 @@ def pin_path(repo: Path, env: str) -> Path:
 
 def service_environment(repo: Path, pin: Path) -> dict[str, str]:
     """The service's settings: the pin, and the registry the pipeline side uses."""
-    from pipelines.registry import tracking_uri
+    from pipelines.registry.store import tracking_uri
 
     env = dict(os.environ)
     env["MODEL_PIN"] = str(pin.resolve())

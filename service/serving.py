@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from contracts.pin import ModelRef, Pin
-from service import bundle
+from service import fetch
 from service import model as model_loader
 from service.drift import DriftMonitor
 from service.errors import LoadError
@@ -175,7 +175,7 @@ class ServiceState:
         log.error("refused %s: %s%s", uri or "the pin", exc.message, keep)
 
     def _load(self, ref: ModelRef, pin: Pin) -> LoadedModel:
-        path = bundle.fetch_verified(ref, self.settings.tracking_uri, self.settings.cache_dir)
+        path = fetch.fetch_verified(ref, self.settings.tracking_uri, self.settings.cache_dir)
         return model_loader.load(path, ref, pin)
 
     def _build(self, pin: Pin, current: Serving | None) -> Serving:

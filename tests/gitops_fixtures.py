@@ -144,7 +144,7 @@ def _build_registry(root: Path) -> Registry:
     import mlflow
 
     from contracts.digest import bundle_sha256
-    from pipelines import registry
+    from pipelines.registry import store as registry
 
     uri = f"sqlite:///{root / 'mlflow.db'}"
     with pytest.MonkeyPatch.context() as mp:
@@ -186,7 +186,7 @@ def registry_env(registry_store, monkeypatch) -> Iterator[Registry]:
     """Points MLFLOW_TRACKING_URI at the shared test registry for one test (aliases cleared)."""
     import mlflow
 
-    from pipelines import registry
+    from pipelines.registry import store as registry
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", registry_store.uri)
     for alias in registry.aliases(MODEL):

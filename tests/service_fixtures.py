@@ -53,8 +53,8 @@ def served_registry(tmp_path_factory) -> ServedRegistry:
 
 
 def _telco() -> pd.DataFrame:
-    from pipelines import ingest
     from pipelines.source import packaged_dataset
+    from pipelines.stages import ingest
 
     return ingest.validate(ingest.read_source(packaged_dataset())).valid
 
@@ -63,8 +63,8 @@ def _models_dir(dst: Path, model, train: pd.DataFrame, test: pd.DataFrame) -> Pa
     import skops.io as sio
 
     from contracts.files import atomic_write_text
-    from pipelines import export_onnx
-    from pipelines import train as train_stage
+    from pipelines.stages import export_onnx
+    from pipelines.stages import train as train_stage
 
     dst.mkdir(parents=True)
     (dst / "model.skops").write_bytes(sio.dumps(model))
@@ -84,8 +84,9 @@ def _build(root: Path) -> ServedRegistry:
     from sklearn.linear_model import LogisticRegression
 
     from contracts.digest import bundle_sha256
-    from pipelines import bundle, registry
-    from pipelines.features import build_pipeline, features, target
+    from pipelines.registry import bundle
+    from pipelines.registry import store as registry
+    from pipelines.stages.features import build_pipeline, features, target
 
     data = _telco().sample(frac=1.0, random_state=3).reset_index(drop=True)
     train, test = data.iloc[:3000], data.iloc[3000:3600].reset_index(drop=True)

@@ -125,7 +125,7 @@ def test_a_missing_param_in_dvc_yaml_is_named(tmp_path):
 def test_workflow_template_matches_the_argo_workflows_crd_schema():
     if shutil.which("node") is None or shutil.which("npm") is None:
         pytest.skip("node/npm missing")
-    proc = subprocess.run([sys.executable, "-m", "pipelines.manifests", "--crds", "pipelines/argo"],
+    proc = subprocess.run([sys.executable, "-m", "pipelines.checks.manifests", "--crds", "pipelines/argo"],
                           cwd=ROOT, capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "ok   argoproj.io/v1alpha1 WorkflowTemplate/churn-pipeline" in proc.stdout
@@ -135,10 +135,10 @@ def test_crd_check_rejects_a_broken_workflow_template(tmp_path):
     if shutil.which("node") is None or shutil.which("npm") is None:
         pytest.skip("node/npm missing")
     doc = template_doc()
-    containers(doc)["train"]["container"]["command"] = "python -m pipelines.train"  # not a list
+    containers(doc)["train"]["container"]["command"] = "python -m pipelines.stages.train"  # not a list
     broken = tmp_path / "broken.yaml"
     broken.write_text(yaml.safe_dump(doc))
-    proc = subprocess.run([sys.executable, "-m", "pipelines.manifests", "--crds", str(broken)],
+    proc = subprocess.run([sys.executable, "-m", "pipelines.checks.manifests", "--crds", str(broken)],
                           cwd=ROOT, capture_output=True, text=True, check=False)
     assert proc.returncode == 1
     assert "WorkflowTemplate/churn-pipeline" in proc.stderr and "command" in proc.stderr

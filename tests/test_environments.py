@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from contracts.pin import Lineage, ModelRef, Pin, Promotion
-from pipelines import crds, manifests
+from pipelines.checks import crds, manifests
 from pipelines.errors import CommandError
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -10,9 +10,9 @@ import pytest
 from gitops_fixtures import MODEL, git
 
 from pipelines.errors import CommandError
-from pipelines.github import GitHub
-from pipelines.promote import promote
-from pipelines.rollback import rollback
+from pipelines.gitops.github import GitHub
+from pipelines.gitops.promote import promote
+from pipelines.gitops.rollback import rollback
 
 pytest_plugins = ("gitops_fixtures",)
 

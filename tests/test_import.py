@@ -8,8 +8,8 @@ import pytest
 from sklearn.dummy import DummyClassifier
 
 from contracts.modelfile import load_skops
-from pipelines import registry
-from pipelines.features import build_pipeline, features, target
+from pipelines.registry import store as registry
+from pipelines.stages.features import build_pipeline, features, target
 from tests.conftest import run
 
 MLOPS = [sys.executable, "-m", "pipelines.cli"]

@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from pipelines import ingest
+from pipelines.stages import ingest
 
 OUTPUTS = ("raw", "validated.parquet", "quarantine.csv", "report.json")
 
@@ -114,7 +114,7 @@ def test_stage_cli_exits_nonzero_with_message_and_writes_nothing(tmp_path, telco
     params = tmp_path / "params.yaml"
     params.write_text("ingest:\n  max_invalid_fraction: 0.01\n")
     proc = subprocess.run(
-        [sys.executable, "-m", "pipelines.ingest", "--source", str(source), "--raw-dir",
+        [sys.executable, "-m", "pipelines.stages.ingest", "--source", str(source), "--raw-dir",
          str(tmp_path / "raw"), "--out", str(tmp_path / "validated.parquet"), "--quarantine",
          str(tmp_path / "quarantine.csv"), "--report", str(tmp_path / "report.json"),
          "--params", str(params)], capture_output=True, text=True)

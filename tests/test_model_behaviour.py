@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 
 from contracts.modelfile import load_skops
-from pipelines.features import features
-from pipelines.train import train
+from pipelines.stages.features import features
+from pipelines.stages.train import train
 
 
 @pytest.fixture(scope="module", params=["configured", "gradient_boosting"])

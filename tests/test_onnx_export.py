@@ -9,8 +9,8 @@ from sklearn.ensemble import GradientBoostingClassifier, RandomForestClassifier
 
 from contracts.modelfile import load_skops
 from contracts.signature import Signature
-from pipelines import export_onnx
-from pipelines.features import build_pipeline, features, target
+from pipelines.stages import export_onnx
+from pipelines.stages.features import build_pipeline, features, target
 
 
 @pytest.mark.slow
@@ -27,8 +27,8 @@ def test_exported_onnx_matches_sklearn_on_the_whole_test_split(trained_project):
 
 
 def _stage_on(estimator, telco, tmp_path):
-    from pipelines import ingest
-    from pipelines.train import signature
+    from pipelines.stages import ingest
+    from pipelines.stages.train import signature
 
     data = ingest.validate(telco).valid.sample(n=1500, random_state=0)
     train, test = data.iloc[:1000], data.iloc[1000:]
@@ -67,8 +67,8 @@ def test_export_stage_fails_cleanly_when_the_model_cannot_be_compiled(tmp_path, 
 def test_parity_reports_label_and_probability_gaps(telco):
     from sklearn.linear_model import LogisticRegression
 
-    from pipelines import ingest
-    from pipelines.train import signature
+    from pipelines.stages import ingest
+    from pipelines.stages.train import signature
 
     data = ingest.validate(telco).valid.sample(n=1200, random_state=1)
     train, test = data.iloc[:800], data.iloc[800:]

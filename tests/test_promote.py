@@ -5,9 +5,10 @@ import pytest
 from gitops_fixtures import MODEL, git
 
 from contracts.pin import Pin
-from pipelines import cli, gitops
+from pipelines import cli
 from pipelines.errors import CommandError
-from pipelines.promote import promote
+from pipelines.gitops import git as gitops
+from pipelines.gitops.promote import promote
 
 PIN = "environments/{}/model.yaml"
 

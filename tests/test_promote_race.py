@@ -8,7 +8,7 @@ from gitops_fixtures import MODEL, git, sh
 
 from contracts.pin import Pin
 from pipelines.errors import CommandError
-from pipelines.promote import promote
+from pipelines.gitops.promote import promote
 
 PIN = "environments/staging/model.yaml"
 

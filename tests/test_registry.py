@@ -12,8 +12,8 @@ import yaml
 
 from contracts.digest import bundle_sha256
 from contracts.modelfile import load_skops
-from pipelines import registry
-from pipelines.features import features
+from pipelines.registry import store as registry
+from pipelines.stages.features import features
 from tests.conftest import run
 
 MLOPS = [sys.executable, "-m", "pipelines.cli"]

@@ -5,10 +5,11 @@ import pytest
 from gitops_fixtures import MODEL, git
 
 from contracts.pin import Pin
-from pipelines import cli, history
+from pipelines import cli
 from pipelines.errors import CommandError
-from pipelines.promote import promote
-from pipelines.rollback import rollback
+from pipelines.gitops import history
+from pipelines.gitops.promote import promote
+from pipelines.gitops.rollback import rollback
 
 ENVS = ("staging", "production")
 

@@ -88,7 +88,7 @@ def test_staging_keeps_a_plain_deployment():
 def test_rollout_and_analysis_template_match_the_argo_rollouts_crd_schema():
     if shutil.which("node") is None or shutil.which("npm") is None:
         pytest.skip("node/npm missing")
-    proc = subprocess.run([sys.executable, "-m", "pipelines.manifests", "--crds",
+    proc = subprocess.run([sys.executable, "-m", "pipelines.checks.manifests", "--crds",
                            "environments/production", "environments/monitoring"],
                           cwd=ROOT, capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -104,7 +104,7 @@ def test_crd_check_rejects_a_rollout_with_a_malformed_step(tmp_path, production)
     rollout["spec"]["strategy"]["canary"]["steps"][0] = {"setWeight": "ten percent"}
     path = tmp_path / "rollout.yaml"
     path.write_text(yaml.safe_dump(rollout))
-    proc = subprocess.run([sys.executable, "-m", "pipelines.manifests", "--crds", str(path)],
+    proc = subprocess.run([sys.executable, "-m", "pipelines.checks.manifests", "--crds", str(path)],
                           cwd=ROOT, capture_output=True, text=True, check=False)
     assert proc.returncode == 1
     assert "setWeight must be integer" in proc.stderr

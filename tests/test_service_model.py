@@ -10,7 +10,7 @@ from service_fixtures import write_pin
 
 from contracts.digest import bundle_sha256
 from contracts.pin import Pin
-from service import bundle, model
+from service import fetch, model
 from service.errors import LoadError
 
 pytest_plugins = ("service_fixtures",)
@@ -75,16 +75,16 @@ def test_an_onnx_file_that_disagrees_with_the_model_is_refused(served_registry, 
 def test_fetch_checks_the_digest_before_anything_is_loaded(served_registry, tmp_path):
     reg = served_registry
     pin = _pin(reg, 1, tmp_path)
-    fetched = bundle.fetch_verified(pin.model, reg.uri, tmp_path / "cache")
+    fetched = fetch.fetch_verified(pin.model, reg.uri, tmp_path / "cache")
     assert bundle_sha256(fetched) == reg.digests[1]
     wrong = pin.model.model_copy(update={"sha256": reg.digests[2]})
     with pytest.raises(LoadError) as err:
-        bundle.fetch_verified(wrong, reg.uri, tmp_path / "cache")
+        fetch.fetch_verified(wrong, reg.uri, tmp_path / "cache")
     assert err.value.reason == "digest_mismatch"
     assert reg.digests[2] in err.value.message
     # A cached copy altered on disk is not trusted either: it is fetched again.
     (fetched / "metrics.json").write_text("{}")
-    again = bundle.fetch_verified(pin.model, reg.uri, tmp_path / "cache")
+    again = fetch.fetch_verified(pin.model, reg.uri, tmp_path / "cache")
     assert bundle_sha256(again) == reg.digests[1]
 
 
@@ -93,9 +93,9 @@ def test_a_missing_version_and_a_missing_registry_are_named(served_registry, tmp
     pin = _pin(reg, 1, tmp_path)
     missing = pin.model.model_copy(update={"version": 42, "uri": "models:/churn/42"})
     with pytest.raises(LoadError) as err:
-        bundle.fetch_verified(missing, reg.uri, tmp_path / "cache")
+        fetch.fetch_verified(missing, reg.uri, tmp_path / "cache")
     assert err.value.reason == "version_not_found" and "models:/churn/42" in err.value.message
     with pytest.raises(LoadError) as err:
-        bundle.fetch_verified(pin.model, None, tmp_path / "cache")
+        fetch.fetch_verified(pin.model, None, tmp_path / "cache")
     assert err.value.reason == "registry_unavailable"
     assert "MLFLOW_TRACKING_URI" in err.value.message

@@ -3,11 +3,13 @@ from __future__ import annotations
 
 from gitops_fixtures import MODEL, git
 
-from pipelines import cli, history, registry
-from pipelines.promote import promote
-from pipelines.rollback import rollback
-from pipelines.status import status_rows, status_table
-from pipelines.sync_aliases import sync_aliases
+from pipelines import cli
+from pipelines.gitops import history
+from pipelines.gitops.promote import promote
+from pipelines.gitops.rollback import rollback
+from pipelines.gitops.status import status_rows, status_table
+from pipelines.registry import store as registry
+from pipelines.registry.sync_aliases import sync_aliases
 
 pytest_plugins = ("gitops_fixtures",)
 

@@ -218,7 +218,7 @@ def test_train_summary_holds_the_metrics_table_against_main(train_run):
 
 @pytest.mark.usefixtures("registry_env")
 def test_alertmanager_dispatch_runs_rollback_to_a_pushed_revert_of_production(harness, tmp_path):
-    from pipelines.promote import promote
+    from pipelines.gitops.promote import promote
 
     remote, repo = tmp_path / "origin.git", snapshot(tmp_path / "work")
     git(tmp_path, "init", "-q", "--bare", "-b", "main", str(remote))

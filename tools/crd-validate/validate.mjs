@@ -1,7 +1,7 @@
 // Reads a JSON array of Kubernetes objects on stdin and checks each against the CRD schema of its
 // apiVersion and kind, taken from the @kubernetes-models packages pinned in package-lock.json.
 // Prints one line per object; exits 1 if any object is invalid or of a kind listed nowhere below.
-// Core kinds are not here on purpose: kubernetes-validate checks those (pipelines/manifests.py).
+// Core kinds are not here on purpose: kubernetes-validate checks those (pipelines/checks/manifests.py).
 import { AppProject } from "@kubernetes-models/argo-cd/argoproj.io/v1alpha1/AppProject";
 import { Application } from "@kubernetes-models/argo-cd/argoproj.io/v1alpha1/Application";
 import { ApplicationSet } from "@kubernetes-models/argo-cd/argoproj.io/v1alpha1/ApplicationSet";

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from contracts.pin import Pin
-from pipelines import gitops, pins
+from pipelines.gitops import git as gitops
+from pipelines.gitops import pins
 
 
 @dataclass

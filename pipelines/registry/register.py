@@ -15,11 +15,11 @@ from typing import Any
 import pandas as pd
 
 from contracts.digest import file_sha256
-from pipelines import bundle, lineage
 from pipelines.errors import CommandError
 from pipelines.metric_names import KEY_METRICS
 from pipelines.params import flatten, load_params
-from pipelines.registry import VersionInfo, client, experiment_id, register_bundle
+from pipelines.registry import bundle, lineage
+from pipelines.registry.store import VersionInfo, client, experiment_id, register_bundle
 
 
 def check_gate(models_dir: Path, repo: Path, lock: dict[str, Any] | None) -> dict[str, Any]:

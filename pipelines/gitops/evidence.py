@@ -5,7 +5,7 @@ import math
 from typing import Any
 
 from contracts.pin import Pin
-from pipelines import pins
+from pipelines.gitops import pins
 from pipelines.metric_names import KEY_METRICS
 
 # Interval bounds are logged beside each metric as `<metric>_ci_low` / `<metric>_ci_high`.

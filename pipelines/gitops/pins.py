@@ -4,8 +4,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from contracts.pin import Pin
-from pipelines import gitops
 from pipelines.errors import CommandError
+from pipelines.gitops import git as gitops
 
 # An environment only accepts a digest that the environment named here has pinned before.
 PREREQUISITE = {"production": "staging"}

@@ -14,8 +14,8 @@ import skops.io as sio
 from contracts.files import atomic_write_bytes, atomic_write_text
 from contracts.signature import Signature
 from pipelines import schema
-from pipelines.features import build_pipeline, features, make_estimator, target
 from pipelines.params import load_params
+from pipelines.stages.features import build_pipeline, features, make_estimator, target
 
 QUANTILES = np.linspace(0, 1, 101)
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import yaml
 
-from pipelines.gitops import git
+from pipelines.gitops.git import git
 
 
 def git_commit(repo: Path) -> str:

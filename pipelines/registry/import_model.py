@@ -21,12 +21,14 @@ import skops.io as sio
 from contracts.digest import file_sha256
 from contracts.files import atomic_write_bytes, atomic_write_text
 from contracts.modelfile import UntrustedModelError, loads_skops
-from pipelines import evaluate, export_onnx, gate, lineage, schema
+from pipelines import schema
 from pipelines.errors import CommandError
-from pipelines.features import features
 from pipelines.params import load_params
-from pipelines.register import publish_outputs, register
-from pipelines.train import reference, signature
+from pipelines.registry import lineage
+from pipelines.registry.register import publish_outputs, register
+from pipelines.stages import evaluate, export_onnx, gate
+from pipelines.stages.features import features
+from pipelines.stages.train import reference, signature
 
 
 def load_pickle(path: Path, trust: bool):

@@ -9,7 +9,8 @@ import argparse
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipelines import gitops, pins
+from pipelines.gitops import git as gitops
+from pipelines.gitops import pins
 
 
 @dataclass
@@ -31,7 +32,7 @@ class AliasChange:
 def sync_aliases(repo: Path, *, check: bool = False,
                  registry_repo: Path | None = None) -> list[AliasChange]:
     """Align aliases with the pins (unless `check`); return every alias that disagreed."""
-    from pipelines import registry
+    from pipelines.registry import store as registry
 
     repo = gitops.toplevel(Path(repo))
     store = Path(registry_repo) if registry_repo else repo

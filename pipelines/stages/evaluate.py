@@ -16,9 +16,9 @@ from sklearn import metrics as skm
 from contracts.files import atomic_write_text
 from contracts.modelfile import load_skops
 from contracts.signature import Signature
-from pipelines.features import features, target
 from pipelines.metric_names import KEY_METRICS
 from pipelines.params import load_params
+from pipelines.stages.features import features, target
 
 PLOT_POINTS = 200
 

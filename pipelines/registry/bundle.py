@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from contracts.modelfile import TRUSTED_TYPES, load_skops
-from pipelines.features import features
+from pipelines.stages.features import features
 
 # Files of a trained model's folder that travel with it (model.onnx when exported).
 COMPANIONS = ("signature.json", "reference.json", "metrics.json", "gate.json", "model.onnx")

@@ -22,9 +22,9 @@ from contracts.digest import file_sha256
 from contracts.files import atomic_write_text
 from contracts.modelfile import load_skops
 from contracts.pin import Pin
-from pipelines.features import features
 from pipelines.metric_names import HIGHER_IS_BETTER
 from pipelines.params import load_params
+from pipelines.stages.features import features
 
 
 @dataclass

@@ -1,10 +1,10 @@
 """Render every environment with Kustomize and check it the way the cluster and Argo CD will.
 
-`python -m pipelines.manifests` (also run by CI) renders each overlay with `kubectl kustomize`,
+`python -m pipelines.checks.manifests` (also run by CI) renders each overlay with `kubectl kustomize`,
 validates the output with `kubernetes-validate --strict`, and checks the Argo CD objects in
-`environments/argocd/` against the Argo CD CRD schema (pipelines/crds.py).
+`environments/argocd/` against the Argo CD CRD schema (pipelines/checks/crds.py).
 
-`python -m pipelines.manifests --crds PATH...` instead checks the Argo Rollouts, Argo Workflows
+`python -m pipelines.checks.manifests --crds PATH...` instead checks the Argo Rollouts, Argo Workflows
 and Prometheus Operator objects of each PATH (a Kustomize folder, rendered, or a YAML file)
 against their CRD schemas; core kinds there are left to the check above.
 """
@@ -19,10 +19,11 @@ from pathlib import Path
 
 import yaml
 
-from pipelines import crds, pins
+from pipelines.checks import crds
 from pipelines.errors import CommandError
+from pipelines.gitops import pins
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 KUBERNETES_VERSION = "1.32.0"
 
 

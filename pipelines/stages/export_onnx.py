@@ -16,7 +16,7 @@ import pandas as pd
 from contracts.files import atomic_write_bytes
 from contracts.modelfile import load_skops
 from contracts.signature import Signature
-from pipelines.features import features
+from pipelines.stages.features import features
 
 TOLERANCE = 1e-5
 # Pinned so the compiled file does not change with skl2onnx's defaults (onnxruntime >= 1.18

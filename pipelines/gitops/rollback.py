@@ -1,6 +1,6 @@
 """`mlops rollback ENV`: `git revert` of the promotion now in effect in an environment.
 
-The promotion is found from the commit trailers (see pipelines/history.py); the revert is
+The promotion is found from the commit trailers (see pipelines/gitops/history.py); the revert is
 git's own `git revert --no-edit`, so typing `git revert <sha>` by hand gives the same change
 and the same message. Because a promotion changes only its pin file, the revert restores the
 previous pin byte for byte. Same branch / --here / --push / pull-request behaviour as promote.
@@ -12,8 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from contracts.pin import Pin
-from pipelines import evidence, github, gitops, history, pins
 from pipelines.errors import CommandError
+from pipelines.gitops import evidence, github, history, pins
+from pipelines.gitops import git as gitops
 
 
 @dataclass

@@ -19,8 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from contracts.pin import Lineage, ModelRef, Pin, Promotion
-from pipelines import evidence, github, gitops, history, pins
 from pipelines.errors import CommandError
+from pipelines.gitops import evidence, github, history, pins
+from pipelines.gitops import git as gitops
 
 
 @dataclass
@@ -85,7 +86,7 @@ def commit_message(new: Pin, current: Pin) -> str:
 
 def _registry():
     # Imported on use: MLflow takes seconds to import and history/status need none of it.
-    from pipelines import registry
+    from pipelines.registry import store as registry
 
     return registry
 

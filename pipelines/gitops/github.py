@@ -8,8 +8,8 @@ from pathlib import Path
 
 import httpx
 
-from pipelines import gitops
 from pipelines.errors import CommandError
+from pipelines.gitops import git as gitops
 
 DEFAULT_API = "https://api.github.com"
 

@@ -5,7 +5,8 @@ import argparse
 from pathlib import Path
 
 from contracts.pin import Pin
-from pipelines import evidence, gitops, pins
+from pipelines.gitops import evidence, pins
+from pipelines.gitops import git as gitops
 
 SHOWN_METRICS = 3
 
@@ -14,7 +15,7 @@ def registry_verdict(pin: Pin, repo: Path) -> str:
     """`ok`, or what in the registry disagrees with the pin (git is right either way)."""
     if pin.is_empty:
         return "-"
-    from pipelines import registry
+    from pipelines.registry import store as registry
 
     m = pin.model
     try:

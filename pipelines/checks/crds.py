@@ -17,7 +17,7 @@ from pathlib import Path
 
 from pipelines.errors import CommandError
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SOURCE = ROOT / "tools" / "crd-validate"
 FILES = ("package.json", "package-lock.json", "validate.mjs")
 PACKAGES = ("argo-cd", "argo-rollouts", "argo-workflows", "prometheus-operator")

@@ -1,0 +1,1 @@
+"""What runs where, in git: pins, promotions, rollbacks, history, status and their evidence."""
