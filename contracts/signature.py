@@ -1,4 +1,10 @@
-"""The feature signature a trained model is served with (`models/<model>/signature.json`)."""
+"""The feature signature a trained model is served with (`models/<model>/signature.json`).
+
+It is what the service knows of a model: the task, the features and their rules, the classes
+of a classifier, and which features must never be written to the prediction log. It is
+derived from the model's declaration by the train stage, so the service never reads training
+code or the declaration itself.
+"""
 from __future__ import annotations
 
 import json
@@ -8,6 +14,9 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from contracts.files import atomic_write_text
+
+Task = Literal["binary", "multiclass", "regression"]
+TASKS: tuple[str, ...] = ("binary", "multiclass", "regression")
 
 
 class Feature(BaseModel):
@@ -20,6 +29,9 @@ class Feature(BaseModel):
     categories: list[str] | None = None
     min: float | None = None
     max: float | None = None
+    # An empty value (null in a request, a blank cell in a file) is allowed and the model
+    # handles it: numbers are imputed, a category becomes "no category".
+    nullable: bool = False
 
     @model_validator(mode="after")
     def _rules_match_type(self) -> Feature:
@@ -27,6 +39,10 @@ class Feature(BaseModel):
             raise ValueError(f"feature {self.name!r}: a category needs its allowed categories")
         if self.type != "category" and self.categories:
             raise ValueError(f"feature {self.name!r}: only a category has categories")
+        if self.type == "category" and (self.min is not None or self.max is not None):
+            raise ValueError(f"feature {self.name!r}: a category has no min or max")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"feature {self.name!r}: min {self.min:g} is above max {self.max:g}")
         return self
 
 
@@ -36,20 +52,51 @@ class Signature(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     model: str
+    task: Task = "binary"
     target: str
-    classes: list[str] = Field(min_length=2, max_length=2)
-    positive_class: str
+    # Classifiers: the classes in the order the model outputs their probabilities.
+    classes: list[str] | None = None
+    positive_class: str | None = None
     features: list[Feature] = Field(min_length=1)
+    # Features whose values the prediction log must not keep (personal data, secrets).
+    never_log: list[str] = Field(default_factory=list)
 
     @model_validator(mode="after")
-    def _positive_is_a_class(self) -> Signature:
-        if self.positive_class not in self.classes:
-            raise ValueError(f"positive class {self.positive_class!r} is not one of {self.classes}")
+    def _task_shape(self) -> Signature:
+        if self.task == "regression":
+            if self.classes is not None or self.positive_class is not None:
+                raise ValueError("a regression model has no classes or positive class")
+        else:
+            classes = self.classes or []
+            if len(set(classes)) != len(classes):
+                raise ValueError(f"classes {classes} repeat a class")
+            if self.task == "binary":
+                if len(classes) != 2:
+                    raise ValueError(f"a binary classifier has exactly 2 classes, got {classes}")
+                if self.positive_class not in classes:
+                    raise ValueError(
+                        f"positive class {self.positive_class!r} is not one of {classes}")
+            else:
+                if len(classes) < 3:
+                    raise ValueError(f"a multiclass classifier has at least 3 classes, got "
+                                     f"{classes} (two classes: use task binary)")
+                if self.positive_class is not None:
+                    raise ValueError("only a binary classifier has a positive class")
+        names = self.feature_names
+        if len(set(names)) != len(names):
+            raise ValueError("feature names repeat")
+        unknown = [n for n in self.never_log if n not in names]
+        if unknown:
+            raise ValueError(f"never_log names {unknown}, which are not features")
         return self
 
     @property
     def feature_names(self) -> list[str]:
         return [f.name for f in self.features]
+
+    @property
+    def is_classifier(self) -> bool:
+        return self.task != "regression"
 
     def write(self, path: Path) -> None:
         atomic_write_text(Path(path), self.model_dump_json(indent=2, exclude_none=True) + "\n")
