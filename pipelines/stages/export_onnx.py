@@ -1,7 +1,8 @@
 """Stage `export`: compile the trained pipeline to ONNX for the service's hot path.
 
 The scikit-learn model stays the reference: the stage fails, writing nothing, unless the
-ONNX model gives the same labels and probabilities within 1e-5 on the whole test split.
+ONNX model gives the same labels and probabilities within 1e-5 on the whole test split (for
+regression: the same values within 1e-5, relative to their size).
 """
 from __future__ import annotations
 
@@ -30,11 +31,20 @@ class Parity:
 
     rows: int
     label_mismatches: int
-    max_probability_gap: float
+    # Classifiers: the largest probability difference; regression: the largest difference
+    # relative to the value's size (|a - b| / (1 + |b|)).
+    max_gap: float
+    classifier: bool = True
 
     @property
     def ok(self) -> bool:
-        return self.label_mismatches == 0 and self.max_probability_gap <= TOLERANCE
+        return self.label_mismatches == 0 and self.max_gap <= TOLERANCE
+
+    def describe(self) -> str:
+        if not self.classifier:
+            return f"max relative value gap {self.max_gap:.2e} over {self.rows} rows"
+        return (f"{self.label_mismatches} of {self.rows} labels differ, max probability gap "
+                f"{self.max_gap:.2e}")
 
 
 def convert(model, signature: Signature) -> bytes:
@@ -45,8 +55,8 @@ def convert(model, signature: Signature) -> bytes:
     inputs = [(f.name, StringTensorType([None, 1]) if f.type == "category"
                else DoubleTensorType([None, 1])) for f in signature.features]
     # zipmap off: probabilities come back as one [rows, classes] tensor, not a list of dicts.
-    onx = to_onnx(model, initial_types=inputs, target_opset=TARGET_OPSET,
-                  options={id(model): {"zipmap": False}})
+    options = {id(model): {"zipmap": False}} if signature.is_classifier else None
+    onx = to_onnx(model, initial_types=inputs, target_opset=TARGET_OPSET, options=options)
     return _trees_compare_like_sklearn(onx, model).SerializeToString()
 
 
@@ -95,7 +105,8 @@ def _trees_compare_like_sklearn(onx, model):
 
 
 def onnx_predict(onnx_bytes: bytes, frame: pd.DataFrame, signature: Signature):
-    """Labels and class probabilities from onnxruntime for the feature rows in `frame`."""
+    """(labels, class probabilities) from onnxruntime for the feature rows in `frame`; for
+    regression (None, values)."""
     import onnxruntime as ort
 
     session = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
@@ -104,18 +115,26 @@ def onnx_predict(onnx_bytes: bytes, frame: pd.DataFrame, signature: Signature):
                  else frame[f.name].to_numpy(dtype=np.float64)).reshape(-1, 1)
         for f in signature.features
     }
-    labels, proba = session.run(None, feeds)
+    outputs = session.run(None, feeds)
+    if not signature.is_classifier:
+        return None, np.asarray(outputs[0], dtype=float).reshape(-1)
+    labels, proba = outputs
     return np.asarray(labels).astype(str), np.asarray(proba, dtype=float)
 
 
 def parity(model, onnx_bytes: bytes, frame: pd.DataFrame, signature: Signature) -> Parity:
     """Compare ONNX with scikit-learn on every row of `frame`."""
-    x = features(frame)
-    labels, proba = onnx_predict(onnx_bytes, x, signature)
+    x = features(frame, signature)
+    labels, got = onnx_predict(onnx_bytes, x, signature)
+    if not signature.is_classifier:
+        expected = np.asarray(model.predict(x), dtype=float).reshape(-1)
+        gap = np.abs(got - expected) / (1.0 + np.abs(expected))
+        return Parity(rows=len(x), label_mismatches=0, max_gap=float(np.max(gap)),
+                      classifier=False)
     expected_labels = np.asarray(model.predict(x)).astype(str)
     expected = model.predict_proba(x)
     return Parity(rows=len(x), label_mismatches=int((labels != expected_labels).sum()),
-                  max_probability_gap=float(np.max(np.abs(proba - expected))))
+                  max_gap=float(np.max(np.abs(got - expected))))
 
 
 def export(model_path: Path, signature_path: Path, test_path: Path, out: Path) -> Parity:
@@ -131,8 +150,7 @@ def export(model_path: Path, signature_path: Path, test_path: Path, out: Path) -
     result = parity(model, onnx_bytes, pd.read_parquet(test_path), signature)
     if not result.ok:
         raise ValueError(
-            f"ONNX disagrees with {model_path} on {test_path}: {result.label_mismatches} of "
-            f"{result.rows} labels differ, max probability gap {result.max_probability_gap:.2e} "
+            f"ONNX disagrees with {model_path} on {test_path}: {result.describe()} "
             f"(allowed {TOLERANCE:g}); {out} not written")
     atomic_write_bytes(out, onnx_bytes)
     return result
@@ -151,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"export: {exc}", file=sys.stderr)
         return 1
     print(f"export: {args.out} ({args.out.stat().st_size / 1e3:.0f} kB); parity on {result.rows} "
-          f"test rows: labels equal, max probability gap {result.max_probability_gap:.1e}")
+          f"test rows: {result.describe()}")
     return 0
 
 

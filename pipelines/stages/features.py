@@ -1,61 +1,64 @@
-"""The model: preprocessing for the declared features plus the estimator params.yaml names."""
-from __future__ import annotations
+"""The model: preprocessing for a signature's features plus the declared estimator.
 
-from typing import Any
+Everything here is driven by the signature (derived from the declaration), so the same code
+builds every model: numbers are scaled (imputed first when one may be empty), categories are
+one-hot encoded over their declared values (a blank or unknown one encodes as all zeros).
+"""
+from __future__ import annotations
 
 import pandas as pd
 from sklearn.compose import ColumnTransformer
-from sklearn.ensemble import GradientBoostingClassifier, RandomForestClassifier
-from sklearn.linear_model import LogisticRegression
+from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from pipelines import schema
-
-# Only estimators the export stage compiles to ONNX with parity (skl2onnx cannot convert
-# HistGradientBoostingClassifier inside this pipeline).
-ESTIMATORS = {
-    "logistic_regression": LogisticRegression,
-    "gradient_boosting": GradientBoostingClassifier,
-    "random_forest": RandomForestClassifier,
-}
+from contracts.signature import Signature
 
 
-def make_estimator(name: str, hyperparameters: dict[str, Any], seed: int):
-    """The estimator called `name`, with its hyperparameters from params.yaml."""
-    if name not in ESTIMATORS:
-        raise ValueError(f"train.estimator {name!r} is not one of: {', '.join(ESTIMATORS)}")
-    return ESTIMATORS[name](random_state=seed, **(hyperparameters or {}))
+def numeric(signature: Signature) -> list[str]:
+    return [f.name for f in signature.features if f.type != "category"]
 
 
-def build_pipeline(estimator) -> Pipeline:
+def categorical(signature: Signature) -> list[str]:
+    return [f.name for f in signature.features if f.type == "category"]
+
+
+def build_pipeline(signature: Signature, estimator) -> Pipeline:
     """Scale the numbers, one-hot the categories (the declared ones, in declared order)."""
-    categories = [list(c.categories) for c in schema.FEATURES if c.type == "category"]
-    pre = ColumnTransformer(
-        [
-            ("numeric", StandardScaler(), schema.NUMERIC),
-            # Fixed categories, not learned ones: a category absent from one training split
-            # must still have its column, so every model has the same inputs.
-            ("categorical", OneHotEncoder(categories=categories, handle_unknown="ignore",
-                                          sparse_output=False), schema.CATEGORICAL),
-        ],
-        verbose_feature_names_out=False,
-    )
+    nullable_numbers = any(f.nullable for f in signature.features if f.type != "category")
+    numbers = (Pipeline([("impute", SimpleImputer(strategy="median")),
+                         ("scale", StandardScaler())]) if nullable_numbers else StandardScaler())
+    parts = []
+    if numeric(signature):
+        parts.append(("numeric", numbers, numeric(signature)))
+    if categorical(signature):
+        categories = [list(f.categories or []) for f in signature.features if f.type == "category"]
+        # Fixed categories, not learned ones: a category absent from one training split must
+        # still have its column, so every model of a declaration has the same inputs.
+        parts.append(("categorical", OneHotEncoder(categories=categories, handle_unknown="ignore",
+                                                   sparse_output=False), categorical(signature)))
+    pre = ColumnTransformer(parts, verbose_feature_names_out=False)
     return Pipeline([("preprocess", pre), ("model", estimator)])
 
 
-def features(frame: pd.DataFrame) -> pd.DataFrame:
-    """The feature columns in declared order, with their declared dtypes."""
-    out = frame[schema.FEATURE_NAMES].copy()
-    for c in schema.FEATURES:
-        if c.type == "integer":
-            out[c.name] = out[c.name].astype("int64")
-        elif c.type == "number":
-            out[c.name] = out[c.name].astype("float64")
+def features(frame: pd.DataFrame, signature: Signature) -> pd.DataFrame:
+    """The feature columns in declared order, with their declared dtypes.
+
+    An empty value of a nullable number is NaN (an integer column then becomes float64), of a
+    nullable category the empty string."""
+    out = frame[signature.feature_names].copy()
+    for f in signature.features:
+        column = out[f.name]
+        if f.type == "category":
+            out[f.name] = column.where(column.notna(), "").astype(str)
+        elif f.type == "integer" and not column.isna().any():
+            out[f.name] = column.astype("int64")
         else:
-            out[c.name] = out[c.name].astype(str)
+            out[f.name] = column.astype("float64")
     return out
 
 
-def target(frame: pd.DataFrame) -> pd.Series:
-    return frame[schema.TARGET.name].astype(str)
+def target(frame: pd.DataFrame, signature: Signature) -> pd.Series:
+    """The target column: text for a classifier, float64 for regression."""
+    column = frame[signature.target]
+    return column.astype("float64") if signature.task == "regression" else column.astype(str)

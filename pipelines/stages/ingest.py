@@ -1,8 +1,10 @@
-"""Stage `ingest`: copy the source in, validate every row against the declared schema.
+"""Stage `ingest`: validate every row of a model's source against its declaration.
 
-Valid rows go to a typed parquet file, invalid rows to a quarantine CSV with the reason
-per row. Too many invalid rows, a missing column or an unreadable file fail the stage
-with a message naming the problem, and then nothing at all is written.
+Declared cleaning rules run first (on the raw text); then every id column, feature and the
+target is checked against its declared type, allowed categories, range and emptiness. Valid
+rows go to a typed parquet file, invalid rows to a quarantine CSV with the reason per row.
+Too many invalid rows, a missing column or an unreadable file fail the stage with a message
+naming the problem, and then nothing at all is written.
 """
 from __future__ import annotations
 
@@ -17,8 +19,9 @@ import numpy as np
 import pandas as pd
 
 from contracts.files import atomic_write_bytes, atomic_write_text
-from pipelines import schema
-from pipelines.params import load_params
+from pipelines import declaration
+from pipelines.declaration import Declaration
+from pipelines.declaration.spec import FeatureSpec
 
 REASON = "_reason"
 
@@ -35,7 +38,7 @@ class Validation:
     quarantine: pd.DataFrame
     invalid_by_column: dict[str, int] = field(default_factory=dict)
     examples: dict[str, str] = field(default_factory=dict)
-    blank_total_charges_filled: int = 0
+    filled_by_rule: list[dict] = field(default_factory=list)
     extra_columns: list[str] = field(default_factory=list)
 
     @property
@@ -50,7 +53,8 @@ class Validation:
 def read_source(path: Path) -> pd.DataFrame:
     """Read a CSV or parquet file with every value as text, so validation sees it raw."""
     if not path.is_file():
-        raise IngestError(f"source {path} does not exist (run `make data`, or fix ingest.source)")
+        raise IngestError(f"source {path} does not exist (run `make data`, or fix "
+                          "params.yaml's models.<name>.source)")
     suffix = path.suffix.lower()
     try:
         if suffix == ".parquet":
@@ -69,91 +73,123 @@ def read_source(path: Path) -> pd.DataFrame:
     return frame
 
 
-def _check_columns(frame: pd.DataFrame, source: str) -> list[str]:
-    missing = [c.name for c in schema.COLUMNS if c.name not in frame.columns]
+def _check_columns(frame: pd.DataFrame, decl: Declaration, source: str) -> list[str]:
+    required = [*decl.id_columns, *decl.features, decl.target]
+    missing = [c for c in required if c not in frame.columns]
     if missing:
         raise IngestError(
             f"source {source} is missing required column(s): {', '.join(missing)} "
-            f"(it has: {', '.join(map(str, frame.columns[:25]))})"
-        )
-    declared = {c.name for c in schema.COLUMNS}
-    return [str(c) for c in frame.columns if c not in declared]
+            f"(it has: {', '.join(map(str, frame.columns[:25]))})")
+    return [str(c) for c in frame.columns if c not in set(required)]
 
 
-def _numeric(raw: pd.Series, column: schema.Column) -> tuple[pd.Series, pd.Series]:
+def _blank(raw: pd.Series) -> pd.Series:
+    return raw.str.strip() == ""
+
+
+def _numeric(name: str, raw: pd.Series, spec: FeatureSpec) -> tuple[pd.Series, pd.Series]:
     """Parse a numeric column; return (values, reason-or-empty per row)."""
-    text = raw.str.strip()
-    values = pd.to_numeric(text, errors="coerce")
+    values = pd.to_numeric(raw.str.strip(), errors="coerce")
     reasons = pd.Series("", index=raw.index, dtype=object)
-    kind = "an integer" if column.type == "integer" else "a number"
-    bad = values.isna() | ~np.isfinite(values.fillna(0))
-    reasons[bad] = f"{column.name}: " + ("'" + raw[bad] + f"' is not {kind}")
-    if column.type == "integer":
-        frac = ~bad & (values.fillna(0) % 1 != 0)
-        reasons[frac] = f"{column.name}: " + ("'" + raw[frac] + "' is not an integer")
+    blank = _blank(raw)
+    kind = "an integer" if spec.type == "integer" else "a number"
+    bad = ~blank & (values.isna() | ~np.isfinite(values.fillna(0)))
+    reasons[bad] = f"{name}: " + ("'" + raw[bad] + f"' is not {kind}")
+    if not spec.nullable:
+        reasons[blank] = f"{name}: empty"
+        bad |= blank
+    if spec.type == "integer":
+        frac = ~bad & ~blank & (values.fillna(0) % 1 != 0)
+        reasons[frac] = f"{name}: " + ("'" + raw[frac] + "' is not an integer")
         bad |= frac
-    if column.min is not None:
-        low = ~bad & (values < column.min)
-        reasons[low] = f"{column.name}: below the minimum {column.min:g}"
+    if spec.min is not None:
+        low = ~bad & (values < spec.min)
+        reasons[low] = f"{name}: below the minimum {spec.min:g}"
         bad |= low
-    if column.max is not None:
-        high = ~bad & (values > column.max)
-        reasons[high] = f"{column.name}: above the maximum {column.max:g}"
-    return values, reasons
+    if spec.max is not None:
+        high = ~bad & (values > spec.max)
+        reasons[high] = f"{name}: above the maximum {spec.max:g}"
+    return values.where(~blank), reasons
 
 
-def _category(raw: pd.Series, column: schema.Column) -> pd.Series:
+def _category(name: str, raw: pd.Series, allowed: list[str], nullable: bool) -> pd.Series:
     reasons = pd.Series("", index=raw.index, dtype=object)
-    unknown = ~raw.isin(column.categories)
-    allowed = ", ".join(column.categories)
-    reasons[unknown] = f"{column.name}: unknown category '" + raw[unknown] + f"' (allowed: {allowed})"
+    blank = _blank(raw)
+    unknown = ~raw.isin(allowed) & ~(blank & nullable)
+    shown = ", ".join(allowed)
+    reasons[unknown & blank] = f"{name}: empty"
+    reasons[unknown & ~blank] = (f"{name}: unknown category '" + raw[unknown & ~blank]
+                                 + f"' (allowed: {shown})")
     return reasons
 
 
-def validate(frame: pd.DataFrame, source: str = "source") -> Validation:
+def _clean(frame: pd.DataFrame, decl: Declaration) -> tuple[pd.DataFrame, list[dict]]:
+    """Apply the declared cleaning rules to the raw text; return it and what each rule did."""
+    frame = frame.copy()
+    applied = []
+    for rule in decl.cleaning:
+        raw = frame[rule.column].astype(str)
+        match = _blank(raw)
+        for column, value in rule.when.items():
+            match &= frame[column].astype(str).str.strip() == value
+        frame.loc[match, rule.column] = str(rule.fill_blank)
+        condition = " and ".join(f"{c} = {v!r}" for c, v in rule.when.items()) or "always"
+        applied.append({"column": rule.column, "fill_blank": rule.fill_blank,
+                        "when": condition, "filled": int(match.sum())})
+    return frame, applied
+
+
+def validate(frame: pd.DataFrame, decl: Declaration, source: str = "source") -> Validation:
     """Validate every row; never raises for bad rows, only for a bad table."""
-    extra = _check_columns(frame, source)
+    extra = _check_columns(frame, decl, source)
     frame = frame.reset_index(drop=True)
+    cleaned, applied = _clean(frame, decl)
     typed = pd.DataFrame(index=frame.index)
     per_column: dict[str, pd.Series] = {}
 
-    ids = frame[schema.ID.name].astype(str).str.strip()
-    id_reasons = pd.Series("", index=frame.index, dtype=object)
-    id_reasons[ids == ""] = f"{schema.ID.name}: empty"
-    id_reasons[(ids != "") & ids.duplicated()] = f"{schema.ID.name}: duplicate of an earlier row"
-    per_column[schema.ID.name] = id_reasons
-    typed[schema.ID.name] = ids
+    if decl.id_columns:
+        ids = cleaned[decl.id_columns].astype(str).apply(lambda c: c.str.strip())
+        for column in decl.id_columns:
+            reasons = pd.Series("", index=frame.index, dtype=object)
+            reasons[ids[column] == ""] = f"{column}: empty"
+            per_column[column] = reasons
+            typed[column] = ids[column]
+        duplicate = ids.duplicated() & (ids != "").all(axis=1)
+        first = decl.id_columns[0]
+        per_column[first] = per_column[first].where(
+            ~duplicate, f"{', '.join(decl.id_columns)}: duplicate of an earlier row")
 
-    # The Telco export leaves TotalCharges blank for customers in their first month
-    # (tenure 0): nothing billed yet, so the rule makes that 0.0. Blank anywhere else is invalid.
-    total = frame["TotalCharges"].astype(str)
-    tenure_zero = frame["tenure"].astype(str).str.strip() == "0"
-    blank_new = (total.str.strip() == "") & tenure_zero
-    filled = total.where(~blank_new, "0")
-
-    for column in (*schema.FEATURES, schema.TARGET):
-        raw = filled if column.name == "TotalCharges" else frame[column.name].astype(str)
-        if column.type in ("integer", "number"):
-            values, reasons = _numeric(raw, column)
-            typed[column.name] = values  # cast to int64 once the invalid rows are out
+    for name, spec in decl.features.items():
+        raw = cleaned[name].astype(str)
+        if spec.type == "category":
+            per_column[name] = _category(name, raw, spec.categories or [], spec.nullable)
+            typed[name] = raw.where(~_blank(raw), "")
         else:
-            reasons = _category(raw, column)
-            typed[column.name] = raw
-        per_column[column.name] = reasons
+            typed[name], per_column[name] = _numeric(name, raw, spec)
+
+    raw_target = cleaned[decl.target].astype(str)
+    if decl.task == "regression":
+        target_spec = FeatureSpec(type="number")
+        typed[decl.target], per_column[decl.target] = _numeric(decl.target, raw_target,
+                                                               target_spec)
+    else:
+        per_column[decl.target] = _category(decl.target, raw_target, decl.classes or [], False)
+        typed[decl.target] = raw_target
 
     reason_frame = pd.DataFrame(per_column)
     broken = reason_frame != ""
     invalid = broken.any(axis=1)
     joined = ["; ".join(x for x in row if x) for row in reason_frame[invalid].itertuples(index=False)]
-
     quarantine = frame[invalid].copy()
     quarantine[REASON] = joined
     valid = typed[~invalid].copy()
-    for column in schema.FEATURES:
-        if column.type == "integer":
-            valid[column.name] = valid[column.name].astype("int64")
-        elif column.type == "number":
-            valid[column.name] = valid[column.name].astype("float64")
+    for name, spec in decl.features.items():
+        if spec.type == "integer" and not valid[name].isna().any():
+            valid[name] = valid[name].astype("int64")
+        elif spec.type != "category":
+            valid[name] = valid[name].astype("float64")
+    if decl.task == "regression":
+        valid[decl.target] = valid[decl.target].astype("float64")
 
     counts = {c: int(n) for c, n in broken.sum().items()}
     examples = {c: str(reason_frame.loc[broken[c], c].iloc[0]) for c, n in counts.items() if n}
@@ -162,7 +198,7 @@ def validate(frame: pd.DataFrame, source: str = "source") -> Validation:
         quarantine=quarantine.reset_index(drop=True),
         invalid_by_column={c: n for c, n in counts.items() if n},
         examples=examples,
-        blank_total_charges_filled=int((blank_new & ~invalid).sum()),
+        filled_by_rule=applied,
         extra_columns=extra,
     )
 
@@ -175,31 +211,30 @@ def failure_message(result: Validation, max_invalid_fraction: float) -> str:
     )
     return (
         f"{len(result.quarantine)} of {result.rows} rows ({result.invalid_fraction:.1%}) fail the "
-        f"schema, above ingest.max_invalid_fraction = {max_invalid_fraction:g}. By column: {by_column}"
+        f"schema, above max_invalid_fraction = {max_invalid_fraction:g}. By column: {by_column}"
     )
 
 
-def run(source: Path, raw_dir: Path, out: Path, quarantine: Path, report: Path,
-        max_invalid_fraction: float) -> Validation:
-    """Validate `source` and write the four outputs, all or none."""
+def run(decl: Declaration, source: Path, out: Path, quarantine: Path, report: Path) -> Validation:
+    """Validate `source` and write the three outputs, all or none."""
     frame = read_source(source)
-    result = validate(frame, str(source))
-    if result.invalid_fraction > max_invalid_fraction:
-        raise IngestError(failure_message(result, max_invalid_fraction))
-
+    result = validate(frame, decl, str(source))
+    if result.invalid_fraction > decl.max_invalid_fraction:
+        raise IngestError(failure_message(result, decl.max_invalid_fraction))
     parquet = io.BytesIO()
     result.valid.to_parquet(parquet, index=False)
     summary = {
+        "model": decl.name,
+        "source": str(source),
         "rows": result.rows,
         "valid_rows": len(result.valid),
         "invalid_rows": len(result.quarantine),
         "invalid_fraction": round(result.invalid_fraction, 6),
         "invalid_by_column": result.invalid_by_column,
-        "blank_total_charges_filled": result.blank_total_charges_filled,
+        "cleaning": result.filled_by_rule,
         "extra_columns_ignored": result.extra_columns,
     }
     # Everything is rendered in memory first; only then does anything touch the disk.
-    atomic_write_bytes(raw_dir / source.name, source.read_bytes())
     atomic_write_bytes(out, parquet.getvalue())
     atomic_write_text(quarantine, result.quarantine.to_csv(index=False))
     atomic_write_text(report, json.dumps(summary, indent=2) + "\n")
@@ -208,22 +243,22 @@ def run(source: Path, raw_dir: Path, out: Path, quarantine: Path, report: Path,
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--declaration", type=Path, required=True)
     parser.add_argument("--source", type=Path, required=True)
-    parser.add_argument("--raw-dir", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--quarantine", type=Path, required=True)
     parser.add_argument("--report", type=Path, required=True)
-    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     args = parser.parse_args(argv)
-    limit = float(load_params(args.params)["ingest"]["max_invalid_fraction"])
     try:
-        result = run(args.source, args.raw_dir, args.out, args.quarantine, args.report, limit)
-    except IngestError as exc:
+        decl = declaration.load(args.declaration)
+        result = run(decl, args.source, args.out, args.quarantine, args.report)
+    except (IngestError, declaration.DeclarationError) as exc:
         print(f"ingest failed: {exc}", file=sys.stderr)
         return 1
-    print(f"ingest: {len(result.valid)} valid rows, {len(result.quarantine)} quarantined "
-          f"({result.invalid_fraction:.2%}), {result.blank_total_charges_filled} blank "
-          "TotalCharges of new customers set to 0")
+    filled = ", ".join(f"{r['filled']} blank {r['column']} filled ({r['when']})"
+                       for r in result.filled_by_rule)
+    print(f"ingest: {decl.name}: {len(result.valid)} valid rows, {len(result.quarantine)} "
+          f"quarantined ({result.invalid_fraction:.2%}){'; ' + filled if filled else ''}")
     return 0
 
 

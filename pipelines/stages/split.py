@@ -1,4 +1,4 @@
-"""Stage `split`: a stratified, seeded train/test split of the validated data."""
+"""Stage `split`: a seeded train/test split of the validated data (stratified for classifiers)."""
 from __future__ import annotations
 
 import argparse
@@ -10,17 +10,21 @@ import pandas as pd
 from sklearn.model_selection import train_test_split
 
 from contracts.files import atomic_write_bytes
-from pipelines import schema
-from pipelines.params import load_params
+from pipelines import declaration
+from pipelines.declaration import Declaration
 
 
-def split(frame: pd.DataFrame, test_size: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Split keeping the churn rate equal in both parts."""
-    if not 0 < test_size < 1:
-        raise ValueError(f"split.test_size must be between 0 and 1, got {test_size}")
-    train, test = train_test_split(
-        frame, test_size=test_size, random_state=seed, stratify=frame[schema.TARGET.name]
-    )
+def split(frame: pd.DataFrame, decl: Declaration) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Split keeping each class's share equal in both parts (classifiers)."""
+    stratify = frame[decl.target] if decl.task != "regression" else None
+    if stratify is not None:
+        counts = stratify.value_counts()
+        if (counts < 2).any():
+            rare = ", ".join(f"{c!r} ({n})" for c, n in counts[counts < 2].items())
+            raise ValueError(f"{decl.target}: class(es) {rare} have fewer than 2 valid rows; a "
+                             "stratified split needs at least 2 of each")
+    train, test = train_test_split(frame, test_size=decl.split.test_size,
+                                   random_state=decl.split.seed, stratify=stratify)
     return train.reset_index(drop=True), test.reset_index(drop=True)
 
 
@@ -30,21 +34,32 @@ def _parquet(frame: pd.DataFrame) -> bytes:
     return buf.getvalue()
 
 
+def describe(frame: pd.DataFrame, decl: Declaration) -> str:
+    """The target's distribution in a few words."""
+    if decl.task == "regression":
+        return f"mean {frame[decl.target].mean():.3f}"
+    shares = frame[decl.target].value_counts(normalize=True)
+    return ", ".join(f"{c} {shares.get(c, 0.0):.3f}" for c in decl.classes or [])
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--declaration", type=Path, required=True)
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--train", type=Path, required=True)
     parser.add_argument("--test", type=Path, required=True)
-    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     args = parser.parse_args(argv)
-    p = load_params(args.params)["split"]
-    train, test = split(pd.read_parquet(args.data), float(p["test_size"]), int(p["seed"]))
+    try:
+        decl = declaration.load(args.declaration)
+        train, test = split(pd.read_parquet(args.data), decl)
+    except ValueError as exc:
+        print(f"split: {exc}", file=sys.stderr)
+        return 1
     train_bytes, test_bytes = _parquet(train), _parquet(test)
     atomic_write_bytes(args.train, train_bytes)
     atomic_write_bytes(args.test, test_bytes)
-    rate = lambda f: (f[schema.TARGET.name] == schema.POSITIVE_CLASS).mean()
-    print(f"split: {len(train)} train / {len(test)} test rows, churn rate "
-          f"{rate(train):.3f} / {rate(test):.3f}")
+    print(f"split: {decl.name}: {len(train)} train / {len(test)} test rows; {decl.target} "
+          f"train [{describe(train, decl)}] test [{describe(test, decl)}]")
     return 0
 
 

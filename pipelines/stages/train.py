@@ -1,4 +1,4 @@
-"""Stage `train`: fit the model, save it with skops, write its signature and reference."""
+"""Stage `train`: fit the declared model, save it with skops, write its signature and reference."""
 from __future__ import annotations
 
 import argparse
@@ -9,88 +9,104 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import skops.io as sio
 
 from contracts.files import atomic_write_bytes, atomic_write_text
 from contracts.signature import Signature
-from pipelines import schema
-from pipelines.params import load_params
-from pipelines.stages.features import build_pipeline, features, make_estimator, target
+from pipelines import declaration, estimators
+from pipelines.declaration import Declaration
+from pipelines.stages.features import build_pipeline, features, target
+from pipelines.stages.serialize import dumps_skops
 
 QUANTILES = np.linspace(0, 1, 101)
 
 
-def train(frame: pd.DataFrame, params: dict[str, Any]):
-    """Fit the pipeline on the training rows with the estimator params.yaml chooses."""
-    name = params["estimator"]
-    hyper = (params.get("hyperparameters") or {}).get(name, {})
-    pipeline = build_pipeline(make_estimator(name, hyper, int(params["seed"])))
-    return pipeline.fit(features(frame), target(frame))
+def fit(decl: Declaration, frame: pd.DataFrame):
+    """Fit the pipeline on the training rows with the estimator the declaration names."""
+    sig = decl.signature()
+    estimator = estimators.make(decl.task, decl.train.estimator, decl.hyperparameters,
+                                decl.train.seed)
+    return build_pipeline(sig, estimator).fit(features(frame, sig), target(frame, sig))
 
 
-def signature(model) -> Signature:
-    """The declared feature rules, and the classes as the model orders them."""
-    return Signature(
-        model="churn",
-        target=schema.TARGET.name,
-        classes=[str(c) for c in model.classes_],
-        positive_class=schema.POSITIVE_CLASS,
-        features=[c.as_feature() for c in schema.FEATURES],
-    )
+def signature(decl: Declaration, model) -> Signature:
+    """The declared feature rules, and the classes in the order the model outputs them."""
+    classes = [str(c) for c in model.classes_] if decl.task != "regression" else None
+    return decl.signature(classes)
 
 
-def reference(frame: pd.DataFrame, model, sample_size: int, seed: int) -> dict[str, Any]:
-    """What the training data looked like, for drift detection in the service."""
-    x = features(frame)
+def reference(frame: pd.DataFrame, model, sig: Signature, sample_size: int,
+              seed: int) -> dict[str, Any]:
+    """What the training data (and the model's answers on it) looked like, for drift detection."""
+    x = features(frame, sig)
     rng = np.random.default_rng(seed)
-    take = rng.choice(len(x), size=min(sample_size, len(x)), replace=False)
-    take.sort()
+    take = np.sort(rng.choice(len(x), size=min(sample_size, len(x)), replace=False))
     numeric = {}
-    for name in schema.NUMERIC:
-        col = x[name].to_numpy(dtype=float)
-        numeric[name] = {
-            "sample": [round(float(v), 6) for v in col[take]],
-            "quantiles": [round(float(v), 6) for v in np.quantile(col, QUANTILES)],
-            "mean": float(col.mean()),
-            "std": float(col.std()),
-        }
     categorical = {}
-    for column in schema.FEATURES:
-        if column.type != "category":
+    for f in sig.features:
+        if f.type == "category":
+            shares = x[f.name].value_counts(normalize=True)
+            categorical[f.name] = {
+                "frequencies": {c: round(float(shares.get(c, 0.0)), 6) for c in f.categories}}
             continue
-        shares = x[column.name].value_counts(normalize=True)
-        categorical[column.name] = {
-            "frequencies": {c: round(float(shares.get(c, 0.0)), 6) for c in column.categories}
+        col = x[f.name].to_numpy(dtype=float)
+        present = col[np.isfinite(col)]
+        numeric[f.name] = {
+            "sample": [round(float(v), 6) for v in col[take] if np.isfinite(v)],
+            "quantiles": [round(float(v), 6) for v in np.quantile(present, QUANTILES)],
+            "mean": float(present.mean()),
+            "std": float(present.std()),
+            "missing_rate": round(float(1 - len(present) / len(col)), 6),
         }
-    positive = list(model.classes_).index(schema.POSITIVE_CLASS)
-    proba = model.predict_proba(x)[:, positive]
-    return {
-        "rows": int(len(x)),
-        "numeric": numeric,
-        "categorical": categorical,
-        "prediction": {
-            "positive_rate": round(float((proba >= 0.5).mean()), 6),
-            "probability_sample": [round(float(v), 6) for v in proba[take]],
-        },
-    }
+    return {"rows": int(len(x)), "numeric": numeric, "categorical": categorical,
+            "prediction": _prediction_reference(model, x, sig, take)}
+
+
+def _prediction_reference(model, x: pd.DataFrame, sig: Signature, take) -> dict[str, Any]:
+    if sig.task == "regression":
+        values = np.asarray(model.predict(x), dtype=float)
+        return {"mean": float(values.mean()), "std": float(values.std()),
+                "value_sample": [round(float(v), 6) for v in values[take]]}
+    proba = model.predict_proba(x)
+    classes = [str(c) for c in model.classes_]
+    predicted = np.asarray(classes)[np.argmax(proba, axis=1)]
+    out: dict[str, Any] = {"class_shares": {
+        c: round(float((predicted == c).mean()), 6) for c in classes}}
+    if sig.task == "binary":
+        positive = proba[:, classes.index(sig.positive_class)]
+        out["positive_rate"] = round(float((positive >= 0.5).mean()), 6)
+        out["probability_sample"] = [round(float(v), 6) for v in positive[take]]
+    return out
+
+
+def run(decl: Declaration, train_path: Path, model_path: Path, signature_path: Path,
+        reference_path: Path) -> Any:
+    """Fit on `train_path` and write the three outputs (nothing is written if fitting fails)."""
+    frame = pd.read_parquet(train_path)
+    model = fit(decl, frame)
+    sig = signature(decl, model)
+    ref = reference(frame, model, sig, decl.train.reference_sample_size, decl.train.seed)
+    model_bytes = dumps_skops(model)
+    atomic_write_bytes(model_path, model_bytes)
+    sig.write(signature_path)
+    atomic_write_text(reference_path, json.dumps(ref) + "\n")
+    return model
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--declaration", type=Path, required=True)
     parser.add_argument("--train", type=Path, required=True)
     parser.add_argument("--model", type=Path, required=True)
     parser.add_argument("--signature", type=Path, required=True)
     parser.add_argument("--reference", type=Path, required=True)
-    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     args = parser.parse_args(argv)
-    params = load_params(args.params)["train"]
-    frame = pd.read_parquet(args.train)
-    model = train(frame, params)
-    ref = reference(frame, model, int(params["reference_sample_size"]), int(params["seed"]))
-    atomic_write_bytes(args.model, sio.dumps(model))
-    signature(model).write(args.signature)
-    atomic_write_text(args.reference, json.dumps(ref) + "\n")
-    print(f"train: {params['estimator']} on {len(frame)} rows -> {args.model} "
+    try:
+        decl = declaration.load(args.declaration)
+        run(decl, args.train, args.model, args.signature, args.reference)
+    except ValueError as exc:
+        print(f"train: {exc}", file=sys.stderr)
+        return 1
+    print(f"train: {decl.name}: {decl.train.estimator} on {args.train} -> {args.model} "
           f"({args.model.stat().st_size / 1e6:.2f} MB)")
     return 0
 
