@@ -57,7 +57,60 @@ def convert(model, signature: Signature) -> bytes:
     # zipmap off: probabilities come back as one [rows, classes] tensor, not a list of dicts.
     options = {id(model): {"zipmap": False}} if signature.is_classifier else None
     onx = to_onnx(model, initial_types=inputs, target_opset=TARGET_OPSET, options=options)
-    return _trees_compare_like_sklearn(onx, model).SerializeToString()
+    onx = _impute_with_where(_trees_compare_like_sklearn(onx, model))
+    return _inputs_named_as_features(onx, signature).SerializeToString()
+
+
+def _inputs_named_as_features(onx, signature: Signature):
+    """skl2onnx turns a name that is not an identifier (`od280/od315`) into another one; ONNX
+    allows any name, so the inputs get the features' names back (callers feed by name)."""
+    renamed = {i.name: f.name for i, f in zip(onx.graph.input, signature.features)
+               if i.name != f.name}
+    if not renamed:
+        return onx
+    for tensor in onx.graph.input:
+        tensor.name = renamed.get(tensor.name, tensor.name)
+    for node in onx.graph.node:
+        for k, name in enumerate(node.input):
+            if name in renamed:
+                node.input[k] = renamed[name]
+    return onx
+
+
+def _impute_with_where(onx):
+    """Replace ai.onnx.ml Imputer nodes by `Where(IsNaN(x), fill, x)`.
+
+    A nullable number is imputed on doubles, and onnxruntime implements Imputer for float
+    and int64 only, so the compiled model would not load. IsNaN and Where compute the same
+    thing exactly, in any precision."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    imputers = [n for n in onx.graph.node if n.op_type == "Imputer"]
+    if not imputers:
+        return onx
+    inferred = onnx.shape_inference.infer_shapes(onx)
+    types = {v.name: v.type.tensor_type.elem_type
+             for v in [*inferred.graph.value_info, *inferred.graph.input]}
+    for node in imputers:
+        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        if not np.isnan(attrs.get("replaced_value_float", np.nan)) or \
+                "imputed_value_floats" not in attrs:
+            continue  # only the NaN-filling imputers scikit-learn's SimpleImputer makes
+        elem = types.get(node.input[0], onnx.TensorProto.DOUBLE)
+        dtype = onnx.helper.tensor_dtype_to_np_dtype(elem)
+        fill = numpy_helper.from_array(
+            np.asarray(attrs["imputed_value_floats"], dtype=dtype).reshape(1, -1),
+            name=f"{node.name}_fill")
+        onx.graph.initializer.append(fill)
+        missing = f"{node.name}_isnan"
+        at = list(onx.graph.node).index(node)
+        onx.graph.node.remove(node)
+        onx.graph.node.insert(at, helper.make_node("IsNaN", [node.input[0]], [missing],
+                                                   name=f"{node.name}_isnan"))
+        onx.graph.node.insert(at + 1, helper.make_node(
+            "Where", [missing, fill.name, node.input[0]], [node.output[0]], name=node.name))
+    return onx
 
 
 def _trees_compare_like_sklearn(onx, model):
