@@ -2,18 +2,11 @@
 from __future__ import annotations
 
 import asyncio
-from collections import Counter as Tally
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-import msgspec
-from litestar import Litestar, Request, Response, get, post
-from litestar.exceptions import (
-    ClientException,
-    NotFoundException,
-    ServiceUnavailableException,
-)
+from litestar import Litestar, Request, Response, get
 from litestar.logging import LoggingConfig
 from litestar.openapi import OpenAPIConfig, ResponseSpec
 from litestar.openapi.plugins import JsonRenderPlugin, SwaggerRenderPlugin
@@ -21,26 +14,17 @@ from litestar.openapi.spec import Components, SecurityScheme
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from service.auth import Authenticator
-from service.feedback import AlreadyAnswered, UnknownPrediction
 from service.metrics import Metrics, count_requests
-from service.openapi import forget_document, operation_with_body
-from service.schemas import (
-    BatchPredictResponse,
-    ErrorBody,
-    FeedbackRequest,
-    FeedbackResponse,
-    Health,
-    ModelDescription,
-    Prediction,
-    PredictResponse,
-    Readiness,
-)
+from service.openapi import forget_document
+from service.protocols import invocations, v1, v2
+from service.protocols.common import error_specs, serving_or_503
+from service.schemas import ErrorBody, Health, ModelDescription, Readiness
 from service.serving import ServiceState
 from service.settings import Settings, from_env
-from service.validation import RequestInvalid, record_json_schema
 
-ROUTES = frozenset({"/v1/predict", "/v1/feedback", "/v1/model", "/health", "/ready", "/metrics"})
-_FEEDBACK_DECODER = msgspec.json.Decoder(FeedbackRequest)
+# Route labels of the request metrics: Litestar's path templates.
+ROUTES = frozenset({"/v1/predict", "/v1/feedback", "/v1/model", "/health", "/ready", "/metrics",
+                    "/invocations", *v2.ROUTES})
 SECURITY = [{"apiKey": []}, {"bearerToken": []}]
 SECURITY_SCHEMES = {
     "apiKey": SecurityScheme(type="apiKey", name="X-API-Key", security_scheme_in="header",
@@ -51,149 +35,17 @@ SECURITY_SCHEMES = {
 }
 
 
-class MalformedBody(ClientException):
-    """The body is not JSON."""
-
-    status_code = 400
-
-
-class UnprocessableBody(ClientException):
-    """The body is JSON but breaks a rule."""
-
-    status_code = 422
-
-
-class Conflict(ClientException):
-    """The request repeats something already recorded."""
-
-    status_code = 409
-
-
-def _errors(*codes: int) -> dict[int, ResponseSpec]:
-    text = {400: "The body is not JSON.", 401: "Credentials are missing or not valid.",
-            403: "The credentials do not grant this endpoint.", 404: "Unknown prediction id.",
-            409: "Feedback for this prediction was already recorded.",
-            413: "The body is larger than MAX_BODY_BYTES.",
-            422: "The body breaks a rule; `extra.errors` names the field and the rule.",
-            503: "No verified model is in service."}
-    return {c: ResponseSpec(data_container=ErrorBody, description=text[c]) for c in codes}
-
-
-def _serving_or_503(state: ServiceState):
-    serving = state.serving
-    if serving is None:
-        raise ServiceUnavailableException(f"not ready: {state.not_ready_reason()}")
-    return serving
-
-
-def _decode_error(exc: RequestInvalid) -> ClientException:
-    kind = MalformedBody if exc.status == 400 else UnprocessableBody
-    return kind(detail=exc.message, extra={"errors": exc.errors})
-
-
 def build_handlers(state: ServiceState) -> list[Any]:
-    """The route handlers, with request bodies documented from the model in service."""
-    max_rows = state.settings.max_batch_rows
-
-    def predict_body() -> dict[str, Any]:
-        serving = state.serving
-        if serving is None:
-            record: dict[str, Any] = {"type": "object",
-                                      "description": "No model is in service yet."}
-        else:
-            record = record_json_schema(serving.model.signature)
-        return {"oneOf": [record, {"type": "array", "items": record, "minItems": 1,
-                                   "maxItems": max_rows}]}
-
-    def feedback_body() -> dict[str, Any]:
-        serving = state.serving
-        label: dict[str, Any] = {"type": "string"}
-        if serving is not None:
-            label["enum"] = list(serving.model.signature.classes)
-        return {"type": "object", "additionalProperties": False,
-                "required": ["prediction_id", "label"],
-                "properties": {"prediction_id": {"type": "string"}, "label": label}}
-
+    """Every route: the three prediction protocols and the operations endpoints."""
     authenticator = Authenticator(state.settings)
     # Checked inside the handlers: a Litestar guard copies the handler on every call.
     check = authenticator.check if authenticator.enabled else None
     security = SECURITY if authenticator.enabled else None
 
-    @post("/v1/predict", operation_id="predict", status_code=200, security=security,
-          tags=["predictions"], responses=_errors(400, 401, 403, 413, 422, 503),
-          operation_class=operation_with_body(
-              predict_body, f"One record, or an array of 1 to {max_rows} records."),
-          summary="Predict churn for one record or a batch")
-    async def predict(request: Request) -> PredictResponse | BatchPredictResponse:
-        if check is not None:
-            check(request.headers, "predict")
-        serving = _serving_or_503(state)  # read once: a swap mid-request does not affect it
-        body = await request.body()
-        try:
-            batch = serving.codec.decode(body)
-        except RequestInvalid as exc:
-            raise _decode_error(exc) from None
-        model = serving.model
-        labels, proba = model.predict(batch.columns)
-        ids = state.feedback.issue(labels, model.ref.version, serving.classes)
-        probabilities = proba.tolist()
-        observe = serving.probability.observe
-        for p in probabilities:
-            observe(p)
-        if batch.single:
-            serving.predicted[labels[0]].inc()
-        else:
-            for label, n in Tally(labels).items():
-                serving.predicted[label].inc(n)
-        if serving.drift is not None:
-            serving.drift.observe(batch.columns)
-        if serving.shadow is not None:
-            serving.shadow.submit(batch.columns, labels)
-        if batch.single:
-            return PredictResponse(model.ref.name, model.ref.version, labels[0],
-                                   probabilities[0], ids[0])
-        return BatchPredictResponse(model.ref.name, model.ref.version, [
-            Prediction(lab, p, i) for lab, p, i in zip(labels, probabilities, ids)])
-
-    @post("/v1/feedback", operation_id="feedback", status_code=200, security=security,
-          tags=["predictions"], responses=_errors(400, 401, 403, 404, 409, 413, 422),
-          operation_class=operation_with_body(feedback_body, "The true label of a prediction."),
-          summary="Report the true label of an earlier prediction")
-    async def feedback(request: Request) -> FeedbackResponse:
-        if check is not None:
-            check(request.headers, "feedback")
-        body = await request.body()
-        try:
-            data = _FEEDBACK_DECODER.decode(body)
-        except msgspec.ValidationError as exc:
-            raise UnprocessableBody(detail=f"invalid feedback: {exc}") from None
-        except msgspec.DecodeError as exc:
-            raise MalformedBody(detail=f"the body is not valid JSON ({exc})") \
-                from None
-        book = state.feedback
-        try:
-            correct, predicted, version = book.record(data.prediction_id, data.label)
-        except UnknownPrediction:
-            raise NotFoundException(
-                detail=f"unknown prediction id {data.prediction_id!r}: it was not issued by this "
-                       f"replica or is older than the last {book.memory} predictions") from None
-        except AlreadyAnswered:
-            raise Conflict(detail="feedback for prediction "
-                                f"{data.prediction_id!r} was already recorded") from None
-        except ValueError as exc:
-            raise UnprocessableBody(detail=str(exc)) from None
-        outcome = "correct" if correct else "incorrect"
-        metrics = state.metrics
-        metrics.feedback.labels(outcome=outcome).inc()
-        accuracy = book.accuracy or 0.0
-        metrics.feedback_accuracy.set(accuracy)
-        return FeedbackResponse(data.prediction_id, data.label, predicted, version, outcome,
-                                accuracy, book.window_rows)
-
-    @get("/v1/model", operation_id="model", tags=["model"], responses=_errors(503),
+    @get("/v1/model", operation_id="model", tags=["model"], responses=error_specs(503),
          summary="The model in service: pin, digest, lineage, load time")
     async def describe_model() -> ModelDescription:
-        serving = _serving_or_503(state)
+        serving = serving_or_503(state)
         m = serving.model
         pin = m.pin
         shadow = None
@@ -237,7 +89,9 @@ def build_handlers(state: ServiceState) -> list[Any]:
         state.refresh_gauges()
         return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    return [predict, feedback, describe_model, health, ready, metrics_endpoint]
+    return [*v1.build(state, check, security), *v2.build(state, check, security),
+            *invocations.build(state, check, security),
+            describe_model, health, ready, metrics_endpoint]
 
 
 def create_app(settings: Settings | None = None) -> Litestar:

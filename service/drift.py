@@ -2,8 +2,12 @@
 
 Numeric features: the two-sample Kolmogorov-Smirnov statistic (scipy) against the
 reference sample. Categorical features: the population stability index against the
-reference shares. Rows are only recorded on the request path; the statistics are computed
-when metrics are read, so their cost does not grow with traffic.
+reference shares. Empty values (a nullable feature's None or "") are left out of both.
+The model's answers drift too, by task: the KS statistic of a binary classifier's positive
+probability or a regressor's value against its answers on the training rows, the PSI of a
+multiclass classifier's predicted classes against their training shares.
+Rows are only recorded on the request path; the statistics are computed when metrics are
+read, so their cost does not grow with traffic.
 """
 from __future__ import annotations
 
@@ -32,16 +36,20 @@ class DriftMonitor:
         self._categorical: list[tuple[int, str, dict[str, int], np.ndarray]] = []
         for i, f in enumerate(signature.features):
             if f.type == "category" and f.name in categorical_ref:
-                cats = list(f.categories or [])
                 shares = categorical_ref[f.name].get("frequencies", {})
-                expected = np.array([float(shares.get(c, 0.0)) for c in cats])
-                total = expected.sum()
-                expected = expected / total if total > 0 else np.full(len(cats), 1 / len(cats))
-                self._categorical.append((i, f.name, {c: k for k, c in enumerate(cats)},
-                                          np.maximum(expected, PSI_FLOOR)))
+                self._categorical.append((i, f.name, *_shares(list(f.categories or []), shares)))
             elif f.type != "category" and numeric_ref.get(f.name, {}).get("sample"):
-                sample = np.asarray(numeric_ref[f.name]["sample"], dtype=float)
-                self._numeric.append((i, f.name, sample[np.isfinite(sample)]))
+                self._numeric.append((i, f.name, _finite(numeric_ref[f.name]["sample"])))
+        self._answer = len(signature.features)  # the model's answer ends each row tuple
+        prediction = reference.get("prediction") or {}
+        self._answer_ks: np.ndarray | None = None
+        self._answer_psi: tuple[dict[str, int], np.ndarray] | None = None
+        if signature.task == "multiclass" and prediction.get("class_shares"):
+            self._answer_psi = _shares(list(signature.classes or []), prediction["class_shares"])
+        else:
+            key = "value_sample" if signature.task == "regression" else "probability_sample"
+            if prediction.get(key):
+                self._answer_ks = _finite(prediction[key])
         # Rows are kept as tuples and turned into arrays only when statistics are read:
         # appending is far cheaper than writing into arrays on every request.
         self._rows: deque[tuple[Any, ...]] = deque(maxlen=window)
@@ -50,9 +58,10 @@ class DriftMonitor:
     def rows(self) -> int:
         return len(self._rows)
 
-    def observe(self, columns: list[tuple[Any, ...]]) -> None:
-        """Record rows (given column by column, in signature order) into the window."""
-        self._rows.extend(zip(*columns))
+    def observe(self, columns: list[tuple[Any, ...]], answers: list[Any]) -> None:
+        """Record rows (given column by column, in signature order) and the model's answer
+        for each (binary: P(positive); multiclass: the class; regression: the value)."""
+        self._rows.extend(zip(*columns, answers))
 
     def statistics(self) -> dict[tuple[str, str], float]:
         """(feature, test) -> statistic over the window; empty until `min_rows` rows."""
@@ -62,10 +71,52 @@ class DriftMonitor:
             return {}
         out: dict[tuple[str, str], float] = {}
         for i, name, sample in self._numeric:
-            values = np.fromiter((r[i] for r in rows), dtype=float, count=n)
-            out[(name, "ks")] = float(ks_2samp(values, sample).statistic)
+            if (stat := _ks([r[i] for r in rows], sample)) is not None:
+                out[(name, "ks")] = stat
         for i, name, codes, expected in self._categorical:
-            counts = np.bincount([codes[r[i]] for r in rows], minlength=len(expected))
-            actual = np.maximum(counts / n, PSI_FLOOR)
-            out[(name, "psi")] = float(np.sum((actual - expected) * np.log(actual / expected)))
+            if (stat := _psi([r[i] for r in rows], codes, expected)) is not None:
+                out[(name, "psi")] = stat
         return out
+
+    def answer_statistic(self) -> tuple[str, float] | None:
+        """(test, statistic) of the model's answers over the window; None until `min_rows`."""
+        rows = list(self._rows)
+        if len(rows) < self.min_rows:
+            return None
+        answers = [r[self._answer] for r in rows]
+        if self._answer_ks is not None:
+            stat = _ks(answers, self._answer_ks)
+            return None if stat is None else ("ks", stat)
+        if self._answer_psi is not None:
+            stat = _psi(answers, *self._answer_psi)
+            return None if stat is None else ("psi", stat)
+        return None
+
+
+def _finite(values: list[Any]) -> np.ndarray:
+    array = np.asarray(values, dtype=float)
+    return array[np.isfinite(array)]
+
+
+def _shares(categories: list[str], shares: dict[str, float]) -> tuple[dict[str, int], np.ndarray]:
+    """Codes of the categories, and their reference shares (normalized, floored)."""
+    expected = np.array([float(shares.get(c, 0.0)) for c in categories])
+    total = expected.sum()
+    expected = expected / total if total > 0 else np.full(len(categories), 1 / len(categories))
+    return {c: k for k, c in enumerate(categories)}, np.maximum(expected, PSI_FLOOR)
+
+
+def _ks(values: list[Any], sample: np.ndarray) -> float | None:
+    live = np.array([v for v in values if v is not None], dtype=float)
+    live = live[np.isfinite(live)]
+    if not len(live) or not len(sample):
+        return None
+    return float(ks_2samp(live, sample).statistic)
+
+
+def _psi(values: list[Any], codes: dict[str, int], expected: np.ndarray) -> float | None:
+    known = [codes[v] for v in values if v in codes]  # an empty category is not a share
+    if not known:
+        return None
+    actual = np.maximum(np.bincount(known, minlength=len(expected)) / len(known), PSI_FLOOR)
+    return float(np.sum((actual - expected) * np.log(actual / expected)))

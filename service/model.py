@@ -40,20 +40,22 @@ class LoadedModel:
     bundle_dir: Path
     loaded_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     _session: Any = None
-    _dtypes: tuple = ()
+    _feeds: tuple = ()  # (input name, numpy dtype) per feature, in signature order
     _estimator: Any = None
-    _positive: int = 1
 
-    def predict(self, columns: Sequence[Sequence[Any]]) -> tuple[list[str], np.ndarray]:
-        """Labels and P(positive class) for rows given column by column in signature order."""
+    def predict(self, columns: Sequence[Sequence[Any]]) -> tuple[list[str] | None, np.ndarray]:
+        """For rows given column by column in signature order: a classifier's labels and its
+        [rows, classes] probabilities (classes in signature order); a regressor's (None, values).
+
+        An empty number (None) reaches the model as NaN, which its imputer fills."""
         if self._session is not None:
-            feeds = {
-                f.name: np.asarray(col, dtype=dt).reshape(-1, 1)
-                for f, col, dt in zip(self.signature.features, columns, self._dtypes)
-            }
-            labels, proba = self._session.run(None, feeds)
-            return labels.tolist(), proba[:, self._positive]
-        return _sklearn_predict(self._estimator, self.signature, columns, self._positive)
+            feeds = {name: np.asarray(col, dtype=dt).reshape(-1, 1)
+                     for (name, dt), col in zip(self._feeds, columns)}
+            outputs = self._session.run(None, feeds)
+            if len(outputs) == 1:
+                return None, outputs[0].reshape(-1)
+            return outputs[0].tolist(), outputs[1]
+        return _sklearn_predict(self._estimator, self.signature, columns)
 
 
 def load(bundle_dir: Path, ref: ModelRef, pin: Pin) -> LoadedModel:
@@ -67,17 +69,30 @@ def load(bundle_dir: Path, ref: ModelRef, pin: Pin) -> LoadedModel:
     except Exception as exc:
         raise LoadError("corrupt_artifact", f"{ref.uri}: model.skops cannot be loaded: {exc}") \
             from exc
-    positive = signature.classes.index(signature.positive_class)
+    _check_classes(estimator, signature, ref)
     model = LoadedModel(ref=ref, pin=pin, signature=signature, reference=reference,
-                        runtime="scikit-learn", bundle_dir=bundle_dir, _estimator=estimator,
-                        _positive=positive)
+                        runtime="scikit-learn", bundle_dir=bundle_dir, _estimator=estimator)
     onnx_path = bundle_dir / "model.onnx"
     if onnx_path.is_file():
-        session, dtypes = _onnx_session(onnx_path, signature, ref)
-        model._session, model._dtypes, model.runtime = session, dtypes, "onnxruntime"
+        session, feeds = _onnx_session(onnx_path, signature, ref)
+        model._session, model._feeds, model.runtime = session, feeds, "onnxruntime"
         _check_parity(model, estimator, ref)
         model._estimator = None  # the reference has done its job; keep memory small
     return model
+
+
+def _check_classes(estimator: Any, signature: Signature, ref: ModelRef) -> None:
+    """The signature's task and class order must be the model's, or answers would be mislabelled."""
+    classes = getattr(estimator, "classes_", None)
+    if not signature.is_classifier:
+        if classes is not None:
+            raise LoadError("corrupt_artifact", f"{ref.uri}: the signature says regression, the "
+                                                "model is a classifier")
+        return
+    if classes is None or [str(c) for c in classes] != list(signature.classes or []):
+        raise LoadError("corrupt_artifact",
+                        f"{ref.uri}: the model's classes {None if classes is None else list(classes)} "
+                        f"are not the signature's {signature.classes}")
 
 
 def _read_signature(bundle_dir: Path) -> Signature:
@@ -124,16 +139,22 @@ def _onnx_session(path: Path, signature: Signature, ref: ModelRef):
     if unknown:
         raise LoadError("corrupt_artifact", f"{ref.uri}: model.onnx input types {unknown}")
     outputs = [o.name for o in session.get_outputs()]
-    if len(outputs) != 2:
+    expected = 2 if signature.is_classifier else 1
+    if len(outputs) != expected:
+        wanted = "a label and probabilities" if signature.is_classifier else "one value"
         raise LoadError("corrupt_artifact",
-                        f"{ref.uri}: model.onnx must output a label and probabilities, "
-                        f"has {outputs}")
-    return session, tuple(_ONNX_DTYPES[inputs[n]] for n in signature.feature_names)
+                        f"{ref.uri}: model.onnx must output {wanted}, has {outputs}")
+    nullable = {f.name for f in signature.features if f.nullable and f.type != "category"}
+    if bad := sorted(n for n in nullable if _ONNX_DTYPES[inputs[n]] not in (np.float64, np.float32)):
+        raise LoadError("corrupt_artifact",
+                        f"{ref.uri}: model.onnx takes integers for {bad}, which may be empty")
+    return session, tuple((n, _ONNX_DTYPES[inputs[n]]) for n in signature.feature_names)
 
 
 def probe_columns(signature: Signature, reference: dict[str, Any] | None,
                   rows: int = PARITY_ROWS) -> list[list[Any]]:
-    """Deterministic rows that cover every category and the training range of each number."""
+    """Deterministic rows that cover every category, the training range of each number, and
+    empty values of the features that may be empty."""
     columns: list[list[Any]] = []
     numeric = (reference or {}).get("numeric", {})
     for k, f in enumerate(signature.features):
@@ -153,33 +174,46 @@ def probe_columns(signature: Signature, reference: dict[str, Any] | None,
         else:
             values = [float(v) for v in values]
         columns.append(values)
+    for k, f in enumerate(signature.features):
+        if f.nullable:
+            for i in range(k % 7, rows, 7):
+                columns[k][i] = "" if f.type == "category" else None
     return columns
 
 
 def _check_parity(model: LoadedModel, estimator: Any, ref: ModelRef) -> None:
     columns = probe_columns(model.signature, model.reference)
     try:
-        labels, proba = model.predict(columns)
+        labels, scores = model.predict(columns)
     except Exception as exc:
         raise LoadError("corrupt_artifact", f"{ref.uri}: model.onnx fails to predict: {exc}") \
             from exc
-    expected_labels, expected = _sklearn_predict(estimator, model.signature, columns,
-                                                 model._positive)
-    gap = float(np.max(np.abs(np.asarray(proba, dtype=float) - expected)))
+    expected_labels, expected = _sklearn_predict(estimator, model.signature, columns)
+    got = np.asarray(scores, dtype=float)
+    if model.signature.is_classifier:
+        gap = float(np.max(np.abs(got - expected)))
+        what = "probability"
+    else:  # relative to the value's size, as the export stage measures it
+        gap = float(np.max(np.abs(got - expected) / (1.0 + np.abs(expected))))
+        what = "relative value"
     if labels != expected_labels or not gap <= PARITY_TOLERANCE:
         raise LoadError("onnx_parity",
                         f"{ref.uri}: model.onnx disagrees with model.skops on probe rows "
-                        f"(max probability gap {gap:.2e}, labels equal: {labels == expected_labels})")
+                        f"(max {what} gap {gap:.2e}, labels equal: {labels == expected_labels})")
 
 
-def _sklearn_predict(estimator: Any, signature: Signature, columns, positive: int):
+def _sklearn_predict(estimator: Any, signature: Signature, columns):
     import pandas as pd
 
-    frame = pd.DataFrame({
-        f.name: pd.Series(col, dtype="int64" if f.type == "integer" else
-                          "float64" if f.type == "number" else object)
-        for f, col in zip(signature.features, columns)
-    })
-    proba = estimator.predict_proba(frame)
+    def dtype(f):
+        if f.type == "category":
+            return object
+        return "int64" if f.type == "integer" and not f.nullable else "float64"
+
+    frame = pd.DataFrame({f.name: pd.Series(col, dtype=dtype(f))
+                          for f, col in zip(signature.features, columns)})
+    if not signature.is_classifier:
+        return None, np.asarray(estimator.predict(frame), dtype=float).reshape(-1)
+    proba = np.asarray(estimator.predict_proba(frame), dtype=float)
     labels = [str(c) for c in estimator.classes_[np.argmax(proba, axis=1)]]
-    return labels, proba[:, positive]
+    return labels, proba

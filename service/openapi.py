@@ -10,17 +10,26 @@ from dataclasses import dataclass
 from typing import Any
 
 from litestar import Litestar
-from litestar.openapi.spec import OpenAPIMediaType, Operation, RequestBody, Schema
+from litestar.openapi.spec import (
+    OpenAPIMediaType,
+    OpenAPIResponse,
+    Operation,
+    RequestBody,
+    Schema,
+)
 from litestar.openapi.spec.enums import OpenAPIType
 
-_SCALARS = ("title", "description", "enum", "minimum", "maximum", "required", "examples")
+_SCALARS = ("title", "description", "enum", "minimum", "maximum", "required", "examples",
+            "const")
 
 
 def to_spec(schema: dict[str, Any]) -> Schema:
     """A Litestar Schema object from a plain JSON Schema dict (the subset used here)."""
     kwargs: dict[str, Any] = {k: schema[k] for k in _SCALARS if k in schema}
     if "type" in schema:
-        kwargs["type"] = OpenAPIType(schema["type"])
+        kind = schema["type"]
+        kwargs["type"] = [OpenAPIType(k) for k in kind] if isinstance(kind, list) \
+            else OpenAPIType(kind)
     if "properties" in schema:
         kwargs["properties"] = {k: to_spec(v) for k, v in schema["properties"].items()}
     if "items" in schema:
@@ -28,7 +37,10 @@ def to_spec(schema: dict[str, Any]) -> Schema:
     if "oneOf" in schema:
         kwargs["one_of"] = [to_spec(s) for s in schema["oneOf"]]
     if "additionalProperties" in schema:
-        kwargs["additional_properties"] = schema["additionalProperties"]
+        extra = schema["additionalProperties"]
+        kwargs["additional_properties"] = to_spec(extra) if isinstance(extra, dict) else extra
+    if "anyOf" in schema:
+        kwargs["any_of"] = [to_spec(s) for s in schema["anyOf"]]
     for src, dst in (("minItems", "min_items"), ("maxItems", "max_items"),
                      ("minLength", "min_length"), ("maxLength", "max_length")):
         if src in schema:
@@ -36,9 +48,11 @@ def to_spec(schema: dict[str, Any]) -> Schema:
     return Schema(**kwargs)
 
 
-def operation_with_body(body_schema: Callable[[], dict[str, Any]],
-                        description: str) -> type[Operation]:
-    """An Operation class whose JSON request body is `body_schema()` when the doc is built."""
+def operation_with_body(body_schema: Callable[[], dict[str, Any]], description: str,
+                        answer_schema: Callable[[], dict[str, Any]] | None = None,
+                        answer: str = "") -> type[Operation]:
+    """An Operation class whose JSON request body is `body_schema()` (and 200 answer
+    `answer_schema()`) when the document is built, so both follow the model in service."""
 
     @dataclass
     class BodyOperation(Operation):
@@ -46,6 +60,11 @@ def operation_with_body(body_schema: Callable[[], dict[str, Any]],
             self.request_body = RequestBody(
                 content={"application/json": OpenAPIMediaType(schema=to_spec(body_schema()))},
                 description=description, required=True)
+            if answer_schema is not None:
+                responses = dict(self.responses or {})
+                responses["200"] = OpenAPIResponse(description=answer, content={
+                    "application/json": OpenAPIMediaType(schema=to_spec(answer_schema()))})
+                self.responses = responses
 
     return BodyOperation
 

@@ -1,21 +1,36 @@
 """Response bodies (msgspec Structs: Litestar encodes and documents them)."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 
 
-class Prediction(msgspec.Struct):
-    """One row's result."""
+class BinaryRow(msgspec.Struct):
+    """One row's result from a binary classifier."""
 
     prediction: str
-    probability: float
+    probability: float  # of the positive class
     prediction_id: str
 
 
-class PredictResponse(msgspec.Struct):
-    """Result for a single record."""
+class MulticlassRow(msgspec.Struct):
+    """One row's result from a multiclass classifier."""
+
+    prediction: str
+    probabilities: dict[str, float]
+    prediction_id: str
+
+
+class RegressionRow(msgspec.Struct):
+    """One row's result from a regression model."""
+
+    prediction: float
+    prediction_id: str
+
+
+class BinaryResponse(msgspec.Struct):
+    """A binary classifier's result for a single record."""
 
     model: str
     version: int
@@ -24,23 +39,46 @@ class PredictResponse(msgspec.Struct):
     prediction_id: str
 
 
-class BatchPredictResponse(msgspec.Struct):
-    """Results for an array of records, in request order."""
+class MulticlassResponse(msgspec.Struct):
+    """A multiclass classifier's result for a single record."""
 
     model: str
     version: int
-    predictions: list[Prediction]
+    prediction: str
+    probabilities: dict[str, float]
+    prediction_id: str
+
+
+class RegressionResponse(msgspec.Struct):
+    """A regression model's result for a single record."""
+
+    model: str
+    version: int
+    prediction: float
+    prediction_id: str
+
+
+class BatchResponse(msgspec.Struct):
+    """Results for an array of records, in request order (rows shaped by the task)."""
+
+    model: str
+    version: int
+    predictions: list[Any]  # BinaryRow, MulticlassRow or RegressionRow
+
+
+# The number bounds keep 1e999 (Infinity) out; a classifier's label is text, a value a number.
+FiniteFloat = Annotated[float, msgspec.Meta(ge=-1.7976931348623157e308, le=1.7976931348623157e308)]
 
 
 class FeedbackRequest(msgspec.Struct, forbid_unknown_fields=True):
-    """The true label of an earlier prediction."""
+    """The truth about an earlier prediction: its class, or for regression its value."""
 
     prediction_id: str
-    label: str
+    label: str | FiniteFloat
 
 
 class FeedbackResponse(msgspec.Struct):
-    """How the prediction fared, and live accuracy over the feedback window."""
+    """How a classifier's prediction fared, and live accuracy over the feedback window."""
 
     prediction_id: str
     label: str
@@ -48,6 +86,18 @@ class FeedbackResponse(msgspec.Struct):
     version: int
     outcome: str
     accuracy: float
+    window: int
+
+
+class RegressionFeedbackResponse(msgspec.Struct):
+    """How far a regression prediction was, and live MAE over the feedback window."""
+
+    prediction_id: str
+    label: float
+    predicted: float
+    version: int
+    error: float
+    mae: float
     window: int
 
 

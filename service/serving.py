@@ -21,7 +21,8 @@ from service import fetch
 from service import model as model_loader
 from service.drift import DriftMonitor
 from service.errors import LoadError
-from service.feedback import FeedbackBook
+from service.feedback import FeedbackStore, MemoryFeedbackStore
+from service.inference import Predictor
 from service.metrics import Metrics
 from service.model import LoadedModel
 from service.settings import Settings
@@ -39,13 +40,17 @@ class Serving:
 
     model: LoadedModel
     codec: RequestCodec
-    drift: DriftMonitor | None
-    shadow: ShadowRunner | None
+    predictor: Predictor
     environment: str
     shadow_failure: Failure | None = None
-    predicted: dict[str, Any] = field(default_factory=dict)  # class -> counter child
-    probability: Any = None
-    classes: tuple[str, ...] = ()
+
+    @property
+    def drift(self) -> DriftMonitor | None:
+        return self.predictor.drift
+
+    @property
+    def shadow(self) -> ShadowRunner | None:
+        return self.predictor.shadow
 
 
 @dataclass
@@ -68,7 +73,8 @@ class ServiceState:
     def __init__(self, settings: Settings, metrics: Metrics) -> None:
         self.settings = settings
         self.metrics = metrics
-        self.feedback = FeedbackBook(settings.prediction_memory, settings.feedback_window_rows)
+        self.feedback: FeedbackStore = MemoryFeedbackStore(settings.prediction_memory,
+                                                            settings.feedback_window_rows)
         self.serving: Serving | None = None
         self.pin: Pin | None = None  # the newest pin read that parsed
         self.failure: Failure | None = None
@@ -207,20 +213,14 @@ class ServiceState:
             codec = RequestCodec(primary.signature, s.max_batch_rows)
             drift = (DriftMonitor(primary.signature, primary.reference, s.drift_window_rows,
                                   s.drift_min_rows) if primary.reference else None)
-        return Serving(model=primary, codec=codec, drift=drift, shadow=shadow,
+        predictor = Predictor(primary, self.metrics, self.feedback, drift, shadow)
+        return Serving(model=primary, codec=codec, predictor=predictor,
                        environment=pin.environment, shadow_failure=shadow_failure)
 
     def _swap(self, new: Serving | None) -> None:
         """Put `new` in service with one assignment and bring the metrics along."""
         old = self.serving
         m = self.metrics
-        if new is not None:
-            ref = new.model.ref
-            version = str(ref.version)
-            new.classes = tuple(new.model.signature.classes)
-            new.predicted = {c: m.predictions.labels(model=ref.name, version=version, **{"class": c})
-                             for c in new.classes}
-            new.probability = m.probability.labels(model=ref.name, version=version)
         self.serving = new
         # Everything loaded so far (libraries, the model) lives as long as the process: moving
         # it out of the collector's reach keeps full collections from pausing requests.
@@ -231,8 +231,13 @@ class ServiceState:
             m.model_info.labels(model=ref.name, version=str(ref.version), sha256=ref.sha256,
                                 environment=new.environment).set(1)
         m.model_ready.set(1 if new is not None else 0)
+        m.model_test_metric.clear()
+        if new is not None:
+            for name, value in new.model.pin.metrics.items():
+                m.model_test_metric.labels(metric=name).set(value)
         if old is not None and (new is None or old.drift is not new.drift):
             m.feature_drift.clear()
+            m.prediction_drift.clear()
             m.drift_window_rows.set(0)
         if old is not None and old.shadow is not None and \
                 (new is None or new.shadow is not old.shadow):
@@ -257,6 +262,8 @@ class ServiceState:
         m.drift_window_rows.set(serving.drift.rows)
         for (feature, test), value in serving.drift.statistics().items():
             m.feature_drift.labels(feature=feature, test=test).set(value)
+        if answer := serving.drift.answer_statistic():
+            m.prediction_drift.labels(test=answer[0]).set(answer[1])
 
     def describe_failure(self) -> dict[str, Any] | None:
         return self.failure.as_dict() if self.failure else None

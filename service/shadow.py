@@ -12,6 +12,8 @@ from service.model import LoadedModel
 
 log = logging.getLogger("service.shadow")
 AGREEMENT_WINDOW = 1000
+# Regression: the shadow agrees when its value is within 5% of the primary's (1 near zero).
+VALUE_TOLERANCE = 0.05
 
 
 class ShadowRunner:
@@ -30,10 +32,11 @@ class ShadowRunner:
         self._thread = threading.Thread(target=self._run, name="shadow", daemon=True)
         self._thread.start()
 
-    def submit(self, columns: list[tuple[Any, ...]], primary_labels: list[str]) -> None:
-        """Queue rows and the primary's labels; never blocks (drops when the queue is full)."""
+    def submit(self, columns: list[tuple[Any, ...]], primary: list[Any]) -> None:
+        """Queue rows and the primary's labels (regression: values); never blocks (drops
+        when the queue is full)."""
         try:
-            self._queue.put_nowait((columns, primary_labels))
+            self._queue.put_nowait((columns, primary))
         except queue.Full:
             self.dropped += 1
 
@@ -52,17 +55,21 @@ class ShadowRunner:
                 return
             columns, primary = item
             try:
-                labels, _ = self.model.predict(columns)
+                labels, values = self.model.predict(columns)
             except Exception:  # a shadow must never hurt the primary; it is only counted
                 log.exception("shadow model %s failed to predict", self.model.ref.uri)
                 continue
-            matches = [a == b for a, b in zip(labels, primary)]
+            if labels is not None:
+                matches = [a == b for a, b in zip(labels, primary)]
+            else:
+                matches = [abs(a - b) <= VALUE_TOLERANCE * max(1.0, abs(b))
+                           for a, b in zip(values.tolist(), primary)]
             agree = sum(matches)
-            disagree = len(labels) - agree
+            disagree = len(matches) - agree
             if agree:
                 self._agree.inc(agree)
             if disagree:
                 self._disagree.inc(disagree)
             self._recent.extend(matches)
-            self.compared += len(labels)
+            self.compared += len(matches)
             self._metrics.shadow_agreement.set(sum(self._recent) / len(self._recent))

@@ -1,0 +1,82 @@
+"""One model version's prediction path, shared by every protocol (/v1, /v2, /invocations).
+
+The model answers; then, by the signature's task, the metrics, the drift window, the shadow
+model and the feedback store record what it said. Each protocol only decodes its request
+into columns and encodes the `Answer` its own way.
+"""
+from __future__ import annotations
+
+from collections import Counter as Tally
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from service.drift import DriftMonitor
+from service.feedback import FeedbackStore
+from service.metrics import Metrics
+from service.model import LoadedModel
+from service.shadow import ShadowRunner
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """What the model said about a batch of rows, in request order."""
+
+    labels: list[str] | None     # classifiers: the predicted class
+    # binary: P(positive); regression: the value; multiclass: None (see `probabilities`)
+    values: list[float] | None
+    probabilities: np.ndarray | None  # classifiers: [rows, classes] in signature order
+    ids: list[str] | None        # prediction ids for feedback (None when not issued)
+
+
+class Predictor:
+    """Runs one model version and records what it said; built once per model in service."""
+
+    def __init__(self, model: LoadedModel, metrics: Metrics, feedback: FeedbackStore,
+                 drift: DriftMonitor | None, shadow: ShadowRunner | None) -> None:
+        sig = model.signature
+        self.model = model
+        self.task = sig.task
+        self.classes: tuple[str, ...] = tuple(sig.classes or ())
+        self.drift = drift
+        self.shadow = shadow
+        self._feedback = feedback
+        self._version = model.ref.version
+        labels = {"model": model.ref.name, "version": str(model.ref.version)}
+        self._by_class = {c: metrics.predictions.labels(**labels, **{"class": c})
+                          for c in self.classes}
+        self._positive = self.classes.index(sig.positive_class) if sig.task == "binary" else 0
+        self._histogram = (metrics.probability.labels(**labels) if sig.task == "binary" else
+                           metrics.prediction_value.labels(**labels)
+                           if sig.task == "regression" else None)
+
+    def __call__(self, columns: list[tuple[Any, ...]], issue_ids: bool = True) -> Answer:
+        """Predict rows given column by column in signature order, and record the answers."""
+        labels, scores = self.model.predict(columns)
+        task = self.task
+        if labels is None:  # regression
+            values = scores.tolist()
+            self._histogram.observe_many(scores)
+            predicted: list[Any] = values
+            probabilities = None
+        else:
+            predicted, probabilities = labels, scores
+            if len(labels) == 1:
+                self._by_class[labels[0]].inc()
+            else:
+                for label, n in Tally(labels).items():
+                    self._by_class[label].inc(n)
+            values = None
+            if task == "binary":
+                positive = scores[:, self._positive]
+                self._histogram.observe_many(positive)
+                values = positive.tolist()
+        ids = self._feedback.issue(self._version, predicted,
+                                   self.classes if labels is not None else None) \
+            if issue_ids else None
+        if self.drift is not None:
+            self.drift.observe(columns, values if values is not None else predicted)
+        if self.shadow is not None:
+            self.shadow.submit(columns, predicted)
+        return Answer(labels, values, probabilities, ids)

@@ -1,0 +1,193 @@
+"""The service's own protocol: POST /v1/predict and POST /v1/feedback, shaped by the task.
+
+binary {prediction, probability (of the positive class)}; multiclass {prediction,
+probabilities: {class: p}}; regression {prediction: number}. Feedback is the true class of a
+classifier's prediction (live accuracy) or the true value of a regressor's (live MAE).
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+from litestar import Request, Response, post
+from litestar.exceptions import NotFoundException
+
+from contracts.signature import Signature
+from service.feedback import AlreadyAnswered, InvalidTruth, UnknownPrediction
+from service.inference import Answer
+from service.openapi import operation_with_body
+from service.protocols.common import (
+    Conflict,
+    MalformedBody,
+    UnprocessableBody,
+    error_specs,
+    json_response,
+    serving_or_503,
+)
+from service.schemas import (
+    BatchResponse,
+    BinaryResponse,
+    BinaryRow,
+    FeedbackRequest,
+    FeedbackResponse,
+    MulticlassResponse,
+    MulticlassRow,
+    RegressionFeedbackResponse,
+    RegressionResponse,
+    RegressionRow,
+)
+from service.serving import ServiceState
+from service.validation import RequestInvalid, record_json_schema
+
+_FEEDBACK_DECODER = msgspec.json.Decoder(FeedbackRequest)
+
+
+def refusal(exc: RequestInvalid) -> MalformedBody | UnprocessableBody:
+    """The HTTP refusal of a body that is not JSON (400) or breaks a rule (422)."""
+    kind = MalformedBody if exc.status == 400 else UnprocessableBody
+    return kind(detail=exc.message, extra={"errors": exc.errors})
+
+
+def encode(answer: Answer, name: str, version: int, task: str, classes: tuple[str, ...],
+           single: bool) -> Any:
+    """The /v1 body for an answer."""
+    labels, ids = answer.labels, answer.ids
+    if single:
+        if task == "binary":
+            return BinaryResponse(name, version, labels[0], answer.values[0], ids[0])
+        if task == "multiclass":
+            return MulticlassResponse(name, version, labels[0],
+                                      dict(zip(classes, answer.probabilities[0].tolist())), ids[0])
+        return RegressionResponse(name, version, answer.values[0], ids[0])
+    if task == "binary":
+        rows: list[Any] = [BinaryRow(lab, p, i) for lab, p, i in zip(labels, answer.values, ids)]
+    elif task == "multiclass":
+        rows = [MulticlassRow(lab, dict(zip(classes, p)), i)
+                for lab, p, i in zip(labels, answer.probabilities.tolist(), ids)]
+    else:
+        rows = [RegressionRow(v, i) for v, i in zip(answer.values, ids)]
+    return BatchResponse(name, version, rows)
+
+
+def row_json_schema(signature: Signature) -> dict[str, Any]:
+    """One row's result, as /v1/predict answers it for this signature's task."""
+    props: dict[str, Any] = {"prediction_id": {"type": "string"}}
+    if signature.task == "regression":
+        props["prediction"] = {"type": "number"}
+    else:
+        props["prediction"] = {"type": "string", "enum": list(signature.classes or [])}
+    if signature.task == "binary":
+        props["probability"] = {"type": "number", "minimum": 0, "maximum": 1,
+                                "description": f"P({signature.target} = "
+                                               f"{signature.positive_class})"}
+    if signature.task == "multiclass":
+        classes = list(signature.classes or [])
+        props["probabilities"] = {
+            "type": "object", "required": classes, "additionalProperties": False,
+            "properties": {c: {"type": "number", "minimum": 0, "maximum": 1} for c in classes}}
+    return {"type": "object", "properties": props, "required": list(props)}
+
+
+def build(state: ServiceState, check: Callable[[Any, str], None] | None,
+          security: list[dict[str, list[str]]] | None) -> list[Any]:
+    """The /v1 handlers, their bodies documented from the model in service."""
+    max_rows = state.settings.max_batch_rows
+
+    def predict_body() -> dict[str, Any]:
+        serving = state.serving
+        if serving is None:
+            record: dict[str, Any] = {"type": "object",
+                                      "description": "No model is in service yet."}
+        else:
+            record = record_json_schema(serving.model.signature)
+        return {"oneOf": [record, {"type": "array", "items": record, "minItems": 1,
+                                   "maxItems": max_rows}]}
+
+    def predict_answer() -> dict[str, Any]:
+        serving = state.serving
+        if serving is None:
+            return {"type": "object"}
+        row = row_json_schema(serving.model.signature)
+        head = {"model": {"type": "string"}, "version": {"type": "integer"}}
+        single = {"type": "object", "properties": {**head, **row["properties"]},
+                  "required": [*head, *row["required"]]}
+        batch = {"type": "object", "properties": {**head, "predictions": {
+            "type": "array", "items": row}}, "required": [*head, "predictions"]}
+        return {"oneOf": [single, batch]}
+
+    def feedback_body() -> dict[str, Any]:
+        serving = state.serving
+        label: dict[str, Any] = {"type": "string"}
+        if serving is not None:
+            sig = serving.model.signature
+            label = {"type": "string", "enum": list(sig.classes or [])} if sig.is_classifier \
+                else {"type": "number", "description": "The true value."}
+        return {"type": "object", "additionalProperties": False,
+                "required": ["prediction_id", "label"],
+                "properties": {"prediction_id": {"type": "string"}, "label": label}}
+
+    @post("/v1/predict", operation_id="predict", status_code=200, security=security,
+          tags=["predictions"], responses=error_specs(400, 401, 403, 413, 422, 503),
+          operation_class=operation_with_body(
+              predict_body, f"One record, or an array of 1 to {max_rows} records.",
+              predict_answer, "The prediction for the record, or for each record in order."),
+          summary="Predict for one record or a batch")
+    async def predict(request: Request) -> Response[bytes]:
+        if check is not None:
+            check(request.headers, "predict")
+        serving = serving_or_503(state)
+        body = await request.body()
+        try:
+            batch = serving.codec.decode(body)
+        except RequestInvalid as exc:
+            raise refusal(exc) from None
+        predictor = serving.predictor
+        answer = predictor(batch.columns)
+        ref = serving.model.ref
+        return json_response(encode(answer, ref.name, ref.version, predictor.task,
+                                    predictor.classes, batch.single))
+
+    @post("/v1/feedback", operation_id="feedback", status_code=200, security=security,
+          tags=["predictions"], responses=error_specs(
+              400, 401, 403, 404, 409, 413, 422,
+              text={422: "The label is not a class of the model (regression: not a number)."}),
+          operation_class=operation_with_body(
+              feedback_body, "The true class (regression: the true value) of a prediction."),
+          summary="Report the truth about an earlier prediction")
+    async def feedback(request: Request) -> FeedbackResponse | RegressionFeedbackResponse:
+        if check is not None:
+            check(request.headers, "feedback")
+        body = await request.body()
+        try:
+            data = _FEEDBACK_DECODER.decode(body)
+        except msgspec.ValidationError as exc:
+            raise UnprocessableBody(detail=f"invalid feedback: {exc}") from None
+        except msgspec.DecodeError as exc:
+            raise MalformedBody(detail=f"the body is not valid JSON ({exc})") from None
+        store = state.feedback
+        try:
+            scored = store.record(data.prediction_id, data.label)
+        except UnknownPrediction:
+            raise NotFoundException(
+                detail=f"unknown prediction id {data.prediction_id!r}: it was not issued by this "
+                       f"replica or is older than the last {store.memory} predictions") from None
+        except AlreadyAnswered:
+            raise Conflict(detail="feedback for prediction "
+                                  f"{data.prediction_id!r} was already recorded") from None
+        except InvalidTruth as exc:
+            raise UnprocessableBody(detail=str(exc)) from None
+        metrics = state.metrics
+        if scored.correct is None:
+            metrics.feedback.labels(outcome="scored").inc()
+            metrics.feedback_mae.set(scored.mae)
+            return RegressionFeedbackResponse(data.prediction_id, float(data.label),
+                                              scored.predicted, scored.version, scored.error,
+                                              scored.mae, scored.window)
+        outcome = "correct" if scored.correct else "incorrect"
+        metrics.feedback.labels(outcome=outcome).inc()
+        metrics.feedback_accuracy.set(scored.accuracy)
+        return FeedbackResponse(data.prediction_id, data.label, scored.predicted, scored.version,
+                                outcome, scored.accuracy, scored.window)
+
+    return [predict, feedback]
