@@ -342,6 +342,10 @@ class InProcessService(ServiceCalls):
     def state(self):
         return self.app.state.service
 
+    def poll_pin(self) -> None:
+        """Read the pin once more now, on the app's event loop, as its poller would."""
+        self.client.blocking_portal.call(self.state.sync_with_pin)
+
 
 @contextmanager
 def in_process(tmp: Path, reg: ServedRegistry, pin: Path, **settings: Any
@@ -379,21 +383,6 @@ def start_service(tmp: Path, reg: ServedRegistry, pin: Path, **env: str) -> Runn
     service = RunningService(f"http://127.0.0.1:{port}", proc, log, pin)
     service.wait_until(lambda: service.get("/health").status_code == 200, 60, "/health")
     return service
-
-
-@pytest.fixture()
-def service_factory(tmp_path, served_registry):
-    """Start services for one test; every one is stopped afterwards."""
-    started: list[RunningService] = []
-
-    def start(pin: Path, **env: str) -> RunningService:
-        service = start_service(tmp_path, served_registry, pin, **env)
-        started.append(service)
-        return service
-
-    yield start
-    for service in started:
-        service.stop()
 
 
 def sklearn_probability(reg: ServedRegistry, version: int, rows: pd.DataFrame) -> np.ndarray:

@@ -1,10 +1,8 @@
 """A real Prometheus scrapes the real service, and PromQL sees traffic and drift."""
 from __future__ import annotations
 
-import time
-
 import pytest
-from servers import Prometheus
+from servers import Prometheus, wait_for
 from service_fixtures import start_service, write_pin
 
 pytest_plugins = ("service_fixtures",)
@@ -33,22 +31,33 @@ def test_prometheus_sees_request_rate_and_drift(tmp_path, served_registry, prome
     try:
         service.wait_ready(1)
         prom = prometheus(service.url.removeprefix("http://"))
-        deadline = time.monotonic() + 60
-        rate = drift = None
-        while time.monotonic() < deadline and not (rate and drift):
+
+        def traffic_seen():
             service.post("/v1/predict", json=reg.records(100, start=0))
             for record in reg.records(5, start=200):
                 service.post("/v1/predict", json=record)
             rate = prom.query('sum(rate(gitops_ml_requests_total{route="/v1/predict"}[5s]))')
-            rate = rate if rate and float(rate[0]["value"][1]) > 0 else None
+            full = service.metric("gitops_ml_drift_window_rows") == 500
+            return rate if full and rate and float(rate[0]["value"][1]) > 0 else None
+
+        wait_for("a request rate in Prometheus and a full drift window", traffic_seen, 60,
+                 every=0.2)
+        # Traffic has stopped, so the service's own drift value no longer moves: Prometheus
+        # must end up holding exactly that number (a scrape, not a made-up series).
+        own = service.metric("gitops_ml_feature_drift", feature="tenure", test="ks")
+        assert own is not None
+
+        def scraped_drift():
             drift = prom.query('gitops_ml_feature_drift{feature="tenure",test="ks"}')
-            time.sleep(0.5)
-        assert rate, f"no request rate in Prometheus\n{prom.logs()}"
-        assert drift, f"no drift series in Prometheus\n{prom.logs()}"
-        assert 0.0 <= float(drift[0]["value"][1]) <= 1.0
+            return drift and float(drift[0]["value"][1]) == own
+
+        wait_for("Prometheus to scrape the drift value", scraped_drift, 30, every=0.2)
         info = prom.query("gitops_ml_model_info")
         assert info and info[0]["metric"]["version"] == "1"
         assert info[0]["metric"]["sha256"] == reg.digests[1]
         assert prom.query("gitops_ml_model_ready")[0]["value"][1] == "1"
+        quality = {r["metric"]["metric"]: float(r["value"][1])
+                   for r in prom.query("gitops_ml_model_test_metric")}
+        assert quality == reg.tasks["binary"].metrics
     finally:
         service.stop()

@@ -1,18 +1,17 @@
-"""The inference service as a user meets it: a real process on a port, a real registry."""
+"""The inference service as a user meets it, on a real registry: in process (Litestar's test
+client) for its logic, on a real port only where a socket matters (schemathesis' CLI)."""
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-from service_fixtures import sklearn_probability, start_service, write_pin
+from service_fixtures import in_process, sklearn_probability, start_service, write_pin
 
 pytest_plugins = ("service_fixtures",)
-pytestmark = pytest.mark.slow
 WINDOW = 200
 
 
@@ -21,12 +20,10 @@ def service(tmp_path_factory, served_registry):
     """v1 in service with v2 as its shadow; small drift window so tests can fill it."""
     tmp = tmp_path_factory.mktemp("service")
     pin = write_pin(tmp / "model.yaml", served_registry, 1, shadow=2)
-    running = start_service(tmp, served_registry, pin, DRIFT_WINDOW_ROWS=str(WINDOW),
-                            DRIFT_MIN_ROWS="50", MAX_BATCH_ROWS="500",
-                            MAX_BODY_BYTES="400000")
-    running.wait_ready(1)
-    yield running
-    running.stop()
+    with in_process(tmp, served_registry, pin, drift_window_rows=WINDOW, drift_min_rows=50,
+                    max_batch_rows=500, max_body_bytes=400_000) as svc:
+        svc.wait_ready(1)
+        yield svc
 
 
 def test_predictions_match_the_registered_model(service, served_registry):
@@ -132,30 +129,32 @@ def test_model_endpoint_and_readiness_prove_what_is_served(service, served_regis
     assert service.metric("gitops_ml_model_ready") == 1.0
 
 
-def test_feedback_scores_predictions_and_exports_live_accuracy(service, served_registry):
+def test_feedback_scores_predictions_and_exports_live_accuracy(served_registry, tmp_path):
     reg = served_registry
-    body = service.post("/v1/predict", json=reg.records(20, start=40)).json()
-    truth = list(reg.labels.iloc[40:60])
-    outcomes = []
-    for prediction, label in zip(body["predictions"], truth):
-        r = service.post("/v1/feedback", json={"prediction_id": prediction["prediction_id"],
-                                               "label": label})
-        assert r.status_code == 200, r.text
-        outcomes.append(r.json()["outcome"])
-        assert r.json()["outcome"] == ("correct" if prediction["prediction"] == label
-                                       else "incorrect")
-    assert service.metric("gitops_ml_feedback_total", outcome="correct") >= \
-        outcomes.count("correct")
-    accuracy = service.metric("gitops_ml_feedback_accuracy")
-    assert 0.0 <= accuracy <= 1.0
-    first = body["predictions"][0]["prediction_id"]
-    again = service.post("/v1/feedback", json={"prediction_id": first, "label": truth[0]})
-    assert again.status_code == 409 and "already" in again.json()["detail"]
-    unknown = service.post("/v1/feedback", json={"prediction_id": "nope-1", "label": "Yes"})
-    assert unknown.status_code == 404 and "unknown prediction id" in unknown.json()["detail"]
-    bad = service.post("/v1/feedback", json={"prediction_id": body["predictions"][1][
-        "prediction_id"], "label": "Maybe"})
-    assert bad.status_code == 422 and "Maybe" in bad.json()["detail"]
+    pin = write_pin(tmp_path / "model.yaml", reg, 1)
+    with in_process(tmp_path, reg, pin) as service:  # its own: the window starts empty
+        service.wait_ready(1)
+        body = service.post("/v1/predict", json=reg.records(20, start=40)).json()
+        truth = list(reg.labels.iloc[40:60])
+        for prediction, label in zip(body["predictions"], truth):
+            r = service.post("/v1/feedback", json={
+                "prediction_id": prediction["prediction_id"], "label": label})
+            assert r.status_code == 200, r.text
+            assert r.json()["outcome"] == ("correct" if prediction["prediction"] == label
+                                           else "incorrect")
+        correct = sum(p["prediction"] == t for p, t in zip(body["predictions"], truth))
+        assert service.metric("gitops_ml_feedback_total", outcome="correct") == correct
+        assert service.metric("gitops_ml_feedback_total", outcome="incorrect") == 20 - correct
+        assert service.metric("gitops_ml_feedback_accuracy") == correct / 20
+        assert r.json()["accuracy"] == correct / 20 and r.json()["window"] == 20
+        first = body["predictions"][0]["prediction_id"]
+        again = service.post("/v1/feedback", json={"prediction_id": first, "label": truth[0]})
+        assert again.status_code == 409 and "already" in again.json()["detail"]
+        unknown = service.post("/v1/feedback", json={"prediction_id": "nope-1", "label": "Yes"})
+        assert unknown.status_code == 404 and "unknown prediction id" in unknown.json()["detail"]
+        bad = service.post("/v1/feedback", json={"prediction_id": body["predictions"][1][
+            "prediction_id"], "label": "Maybe"})
+        assert bad.status_code == 422 and "Maybe" in bad.json()["detail"]
 
 
 def test_drift_is_measured_against_the_training_reference(service, served_registry):
@@ -178,91 +177,103 @@ def test_shadow_model_runs_off_the_request_path_and_exports_agreement(service,
                                                                       served_registry):
     reg = served_registry
     records = reg.records(400, start=0)
+
+    def counts() -> tuple[float, float]:
+        return (service.metric("gitops_ml_shadow_predictions_total", agreement="agree") or 0,
+                service.metric("gitops_ml_shadow_predictions_total", agreement="disagree") or 0)
+
+    service.wait_until(lambda: service.get("/v1/model").json()["shadow"]["compared_rows"] ==
+                       sum(counts()), 20, "earlier traffic compared")
+    agree0, disagree0 = counts()
     primary = service.post("/v1/predict", json=records).json()["predictions"]
     shadow_labels = list(reg.models[2].predict(reg.rows.iloc[:400]))
-    assert any(p["prediction"] != s for p, s in zip(primary, shadow_labels)), \
-        "the fixture's two versions should disagree somewhere"
-
-    def compared():
-        agree = service.metric("gitops_ml_shadow_predictions_total", agreement="agree") or 0
-        disagree = service.metric("gitops_ml_shadow_predictions_total",
-                                  agreement="disagree") or 0
-        return (agree, disagree) if disagree > 0 and agree + disagree >= 400 else None
-
-    service.wait_until(compared, 20, "shadow comparisons")
-    agreement = service.metric("gitops_ml_shadow_agreement")
-    assert 0.0 < agreement < 1.0
-    assert service.get("/v1/model").json()["shadow"]["compared_rows"] >= 400
+    disagreements = sum(p["prediction"] != s for p, s in zip(primary, shadow_labels))
+    assert disagreements > 0, "the fixture's two versions should disagree somewhere"
+    service.wait_until(lambda: sum(counts()) == agree0 + disagree0 + 400, 20,
+                       "400 more shadow comparisons")
+    assert counts() == (agree0 + 400 - disagreements, disagree0 + disagreements)
+    assert 0.0 < service.metric("gitops_ml_shadow_agreement") < 1.0
 
 
 def test_requests_are_counted_by_route_and_status(service, served_registry):
-    before = service.metric("gitops_ml_requests_total", route="/v1/predict", method="POST",
-                            status="422") or 0
+    def count(route: str, method: str, status: str) -> float:
+        return service.metric("gitops_ml_requests_total", route=route, method=method,
+                              status=status) or 0
+
+    refused, missing = count("/v1/predict", "POST", "422"), count("other", "GET", "404")
+    timed = service.metric("gitops_ml_request_duration_seconds_count", route="/v1/predict") or 0
     service.post("/v1/predict", json={"tenure": 1})
     service.get("/no/such/page")
-    after = service.metric("gitops_ml_requests_total", route="/v1/predict", method="POST",
-                           status="422")
-    assert after == before + 1
-    assert service.metric("gitops_ml_requests_total", route="other", method="GET",
-                          status="404") >= 1
-    assert service.metric("gitops_ml_request_duration_seconds_count", route="/v1/predict") > 0
-    assert service.metric("gitops_ml_predictions_total", model="churn", version="1",
-                          **{"class": "No"}) > 0
-    assert service.metric("gitops_ml_prediction_probability_count", model="churn",
-                          version="1") > 0
+    service.get("/another/unknown/page")
+    assert count("/v1/predict", "POST", "422") == refused + 1
+    assert count("other", "GET", "404") == missing + 2
+    assert service.metric("gitops_ml_request_duration_seconds_count",
+                          route="/v1/predict") == timed + 1
 
 
 SCHEMATHESIS_CHECKS = ("not_a_server_error", "status_code_conformance",
                        "content_type_conformance", "response_schema_conformance")
 
 
-def test_schemathesis_finds_no_server_error_and_no_schema_violation(service, tmp_path):
+@pytest.mark.slow
+def test_schemathesis_finds_no_server_error_and_no_schema_violation(served_registry, tmp_path):
+    pin = write_pin(tmp_path / "model.yaml", served_registry, 1)
+    running = start_service(tmp_path, served_registry, pin, MAX_BATCH_ROWS="50")
+    try:
+        running.wait_ready(1)
+        _schemathesis(running.url, tmp_path)
+    finally:
+        running.stop()
+
+
+def _schemathesis(url: str, cwd: Path) -> None:
     st = Path(sys.executable).parent / "st"
     proc = subprocess.run(
-        [str(st), "run", f"{service.url}/schema/openapi.json",
+        [str(st), "run", f"{url}/schema/openapi.json",
          "--checks", ",".join(SCHEMATHESIS_CHECKS),
          "--max-examples", "40", "--seed", "1", "--no-color",
          "--generation-database", "none"],
-        check=False, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+        check=False, capture_output=True, text=True, timeout=300, cwd=cwd)
     assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-2000:]
 
 
-def test_empty_pin_keeps_the_service_up_but_not_ready(tmp_path, service_factory):
+def test_empty_pin_keeps_the_service_up_but_not_ready(tmp_path, served_registry):
     pin = write_pin(tmp_path / "model.yaml", None, None, environment="production")
-    svc = service_factory(pin)
-    body = svc.wait_until(lambda: svc.get("/ready").json().get("reason"), 30, "a reason")
-    ready = svc.get("/ready")
-    assert ready.status_code == 503
-    assert body == "nothing promoted to production"
-    predict = svc.post("/v1/predict", json={})
-    assert predict.status_code == 503 and "nothing promoted to production" in \
-        predict.json()["detail"]
-    assert svc.get("/health").status_code == 200
-    assert svc.metric("gitops_ml_model_ready") == 0.0
+    with in_process(tmp_path, served_registry, pin) as svc:
+        body = svc.wait_until(lambda: svc.get("/ready").json().get("reason"), 30, "a reason")
+        ready = svc.get("/ready")
+        assert ready.status_code == 503
+        assert body == "nothing promoted to production"
+        predict = svc.post("/v1/predict", json={})
+        assert predict.status_code == 503 and "nothing promoted to production" in \
+            predict.json()["detail"]
+        assert svc.get("/health").status_code == 200
+        assert svc.metric("gitops_ml_model_ready") == 0.0
 
 
-def test_a_pin_whose_digest_does_not_match_is_never_loaded(tmp_path, served_registry,
-                                                           service_factory):
+def test_a_pin_whose_digest_does_not_match_is_never_loaded(tmp_path, served_registry):
     pin = write_pin(tmp_path / "model.yaml", served_registry, 3)
-    svc = service_factory(pin)
-    failure = svc.wait_until(lambda: svc.get("/ready").json().get("failure"), 30, "failure")
-    assert svc.get("/ready").status_code == 503
-    assert failure["reason"] == "digest_mismatch" and "models:/churn/3" in failure["message"]
-    assert svc.metric("gitops_ml_model_load_failures_total", reason="digest_mismatch") >= 1
-    assert svc.post("/v1/predict", json={}).status_code == 503
+    with in_process(tmp_path, served_registry, pin) as svc:
+        failure = svc.wait_until(lambda: svc.get("/ready").json().get("failure"), 30, "failure")
+        assert svc.get("/ready").status_code == 503
+        assert failure["reason"] == "digest_mismatch" and "models:/churn/3" in failure["message"]
+        assert svc.metric("gitops_ml_model_load_failures_total", reason="digest_mismatch") == 1
+        assert svc.post("/v1/predict", json={}).status_code == 503
 
 
 def test_a_missing_pin_file_is_reported_once_and_picked_up_when_it_appears(
-        tmp_path, served_registry, service_factory):
+        tmp_path, served_registry):
     pin = tmp_path / "mounted" / "model.yaml"
-    svc = service_factory(pin)
-    reason = svc.wait_until(lambda: svc.get("/ready").json().get("reason"), 30, "a reason")
-    assert reason.startswith("invalid_pin: cannot read pin file") and str(pin) in reason
-    time.sleep(1.0)  # several polls
-    assert svc.metric("gitops_ml_model_load_failures_total", reason="invalid_pin") == 1.0
-    pin.parent.mkdir()
-    write_pin(pin, served_registry, 1)
-    assert svc.wait_ready(1)["failure"] is None
+    with in_process(tmp_path, served_registry, pin, pin_poll_seconds=0) as svc:
+        reason = svc.wait_until(lambda: svc.get("/ready").json().get("reason"), 30, "a reason")
+        assert reason.startswith("invalid_pin: cannot read pin file") and str(pin) in reason
+        for _ in range(5):  # five more polls of the still missing file
+            svc.poll_pin()
+        assert svc.metric("gitops_ml_model_load_failures_total", reason="invalid_pin") == 1.0
+        pin.parent.mkdir()
+        write_pin(pin, served_registry, 1)
+        svc.poll_pin()
+        assert svc.wait_ready(1)["failure"] is None
 
 
 def test_the_published_request_schema_is_the_models_signature(service, served_registry):

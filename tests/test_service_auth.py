@@ -1,14 +1,14 @@
-"""API keys and JWT bearer tokens on the prediction endpoints; operations endpoints stay open."""
+"""API keys and JWT bearer tokens on the prediction endpoints; operations endpoints stay open.
+The app in process; the authenticator alone in tests/test_service_units.py."""
 from __future__ import annotations
 
 import time
 
 import jwt
 import pytest
-from service_fixtures import start_service, write_pin
+from service_fixtures import in_process, write_pin
 
 pytest_plugins = ("service_fixtures",)
-pytestmark = pytest.mark.slow
 SECRET = "a-test-signing-secret-of-sufficient-length"
 AUDIENCE = "gitops-ml"
 
@@ -17,11 +17,10 @@ AUDIENCE = "gitops-ml"
 def guarded(tmp_path_factory, served_registry):
     tmp = tmp_path_factory.mktemp("auth")
     pin = write_pin(tmp / "model.yaml", served_registry, 1)
-    running = start_service(tmp, served_registry, pin, API_KEYS="key-one,key-two",
-                            JWT_SECRET=SECRET, JWT_AUDIENCE=AUDIENCE)
-    running.wait_ready(1)
-    yield running
-    running.stop()
+    with in_process(tmp, served_registry, pin, api_keys=("key-one", "key-two"),
+                    jwt_secret=SECRET, jwt_audience=AUDIENCE) as svc:
+        svc.wait_ready(1)
+        yield svc
 
 
 def token(scope: str = "predict feedback", expires_in: int = 60, secret: str = SECRET,
@@ -69,5 +68,13 @@ def test_valid_api_keys_and_tokens_are_served(guarded, served_registry):
 def test_health_readiness_and_metrics_need_no_credentials(guarded):
     for path in ("/health", "/ready", "/metrics", "/schema/openapi.json"):
         assert guarded.get(path).status_code == 200, path
-    assert guarded.metric("gitops_ml_requests_total", route="/v1/predict", method="POST",
-                          status="401") >= 1
+
+
+def test_refusals_are_counted_as_401(guarded, served_registry):
+    def refused() -> float:
+        return guarded.metric("gitops_ml_requests_total", route="/v1/predict", method="POST",
+                              status="401") or 0
+
+    before = refused()
+    guarded.post("/v1/predict", json=served_registry.records(1)[0])
+    assert refused() == before + 1

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -13,11 +14,12 @@ pytest_plugins = ("service_fixtures",)
 MLOPS = Path(sys.executable).parent / "mlops"
 
 
-def _repo(tmp_path: Path, reg, version: int | None) -> Path:
+def _repo(tmp_path: Path, reg=None, version: int | None = None) -> Path:
+    """A gitops checkout with empty pins, and `version` pinned in staging when given."""
     repo = tmp_path / "gitops"
     for env in ("staging", "production"):
         (repo / "environments" / env).mkdir(parents=True)
-        write_pin(repo / "environments" / env / "model.yaml", reg, None, environment=env)
+        write_pin(repo / "environments" / env / "model.yaml", None, None, environment=env)
     if version is not None:
         write_pin(repo / "environments" / "staging" / "model.yaml", reg, version)
     return repo
@@ -43,11 +45,15 @@ def test_mlops_serve_runs_the_environments_pin_and_follows_it(tmp_path, served_r
         assert service.get("/v1/model").json()["environment"] == "staging"
     finally:
         service.stop()
-    assert proc.returncode is not None
+    # `mlops serve` became the service process: SIGTERM reached it, it shut down gracefully
+    # (uvicorn then exits by the signal it got), and it was not killed after a timeout.
+    output = log.read_text(errors="replace")
+    assert proc.returncode == -signal.SIGTERM, output[-3000:]
+    assert "Application shutdown complete" in output
 
 
-def test_mlops_serve_names_the_environments_it_knows(tmp_path, served_registry):
-    repo = _repo(tmp_path, served_registry, None)
+def test_mlops_serve_names_the_environments_it_knows(tmp_path):
+    repo = _repo(tmp_path)
     proc = subprocess.run([str(MLOPS), "serve", "--env", "qa"], cwd=repo, capture_output=True,
                           text=True, check=False, timeout=60)
     assert proc.returncode == 2
@@ -55,8 +61,8 @@ def test_mlops_serve_names_the_environments_it_knows(tmp_path, served_registry):
     assert "production, staging" in proc.stderr
 
 
-def test_mlops_serve_refuses_a_broken_pin(tmp_path, served_registry):
-    repo = _repo(tmp_path, served_registry, None)
+def test_mlops_serve_refuses_a_broken_pin(tmp_path):
+    repo = _repo(tmp_path)
     (repo / "environments" / "staging" / "model.yaml").write_text("model: [\n")
     proc = subprocess.run([str(MLOPS), "serve", "--env", "staging"], cwd=repo,
                           capture_output=True, text=True, check=False, timeout=60)

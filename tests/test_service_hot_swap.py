@@ -3,7 +3,6 @@ any pin it cannot honour while the model already in service keeps answering."""
 from __future__ import annotations
 
 import threading
-import time
 from collections import Counter
 from typing import Self
 
@@ -49,6 +48,11 @@ class Load:
                 with self._lock:
                     self.answers.append(answer)
 
+    def count(self, version: int | None = None) -> int:
+        """Answers so far (of `version` only, when given)."""
+        with self._lock:
+            return sum(1 for _, v in self.answers if version is None or v == version)
+
     def __enter__(self) -> Self:
         for t in self._threads:
             t.start()
@@ -72,11 +76,11 @@ def test_a_promotion_swaps_the_model_under_load_without_a_failed_request(followi
     _ensure(following, reg, 1)
     record = reg.records(1, start=5)[0]
     with Load(following.url, record) as load:
-        time.sleep(1.0)
+        following.wait_until(lambda: load.count(1) >= 50, 30, "50 answers from version 1")
         write_pin(following.pin, reg, 2)
         following.wait_until(lambda: following.get("/v1/model").json()["version"] == 2, 60,
                              "version 2 in /v1/model")
-        time.sleep(1.0)
+        following.wait_until(lambda: load.count(2) >= 50, 30, "50 answers from version 2")
     statuses = Counter(status for status, _ in load.answers)
     versions = Counter(version for _, version in load.answers)
     assert load.errors == []
@@ -112,7 +116,8 @@ def test_a_pin_that_cannot_be_honoured_leaves_the_old_model_serving(following, s
         failure = following.wait_until(
             lambda: (following.get("/ready").json().get("failure") or {}).get("reason") == reason
             and following.get("/ready").json(), 60, f"failure {reason}")
-        time.sleep(0.5)
+        seen = load.count()
+        following.wait_until(lambda: load.count() >= seen + 20, 30, "20 answers after the refusal")
     assert load.errors == [] and {s for s, _ in load.answers} == {200}
     assert {v for _, v in load.answers} == {1}
     ready = following.get("/ready")

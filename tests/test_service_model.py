@@ -21,7 +21,7 @@ class NotAnEstimator:
 
 
 def _bundle(reg, version: int, tmp_path: Path) -> Path:
-    return shutil.copytree(reg.root / f"bundle-v{version}", tmp_path / f"b{version}")
+    return shutil.copytree(reg.root / f"bundle-churn-v{version}", tmp_path / f"b{version}")
 
 
 def _pin(reg, version: int, tmp_path: Path) -> Pin:
@@ -35,8 +35,8 @@ def test_a_verified_bundle_loads_onnx_and_agrees_with_sklearn(served_registry, t
     assert loaded.runtime == "onnxruntime"
     columns = [tuple(reg.rows[f][:50]) for f in loaded.signature.feature_names]
     labels, proba = loaded.predict(columns)
-    expected = reg.models[1].predict_proba(reg.rows.iloc[:50])[:, 1]
-    assert abs(proba - expected).max() < 1e-6
+    expected = reg.models[1].predict_proba(reg.rows.iloc[:50])
+    assert proba.shape == (50, 2) and abs(proba - expected).max() < 1e-6
     assert labels == list(reg.models[1].predict(reg.rows.iloc[:50]))
 
 
@@ -66,7 +66,7 @@ def test_an_onnx_file_that_disagrees_with_the_model_is_refused(served_registry, 
     reg = served_registry
     pin = _pin(reg, 1, tmp_path)
     path = _bundle(reg, 1, tmp_path)
-    shutil.copy(reg.root / "bundle-v2" / "model.onnx", path / "model.onnx")
+    shutil.copy(reg.root / "bundle-churn-v2" / "model.onnx", path / "model.onnx")
     with pytest.raises(LoadError) as err:
         model.load(path, pin.model, pin)
     assert err.value.reason == "onnx_parity"
