@@ -24,7 +24,7 @@ from service.settings import Settings, from_env
 
 # Route labels of the request metrics: Litestar's path templates.
 ROUTES = frozenset({"/v1/predict", "/v1/feedback", "/v1/model", "/health", "/ready", "/metrics",
-                    "/invocations", *v2.ROUTES})
+                    *invocations.ROUTES, *v2.ROUTES})
 SECURITY = [{"apiKey": []}, {"bearerToken": []}]
 SECURITY_SCHEMES = {
     "apiKey": SecurityScheme(type="apiKey", name="X-API-Key", security_scheme_in="header",

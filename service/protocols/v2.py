@@ -1,6 +1,242 @@
-"""placeholder"""
-ROUTES: frozenset[str] = frozenset()
+"""The Open Inference Protocol v2 over REST (KServe, Triton and MLServer clients).
+
+The served model answers by its registered name, and by its pinned version under
+`/versions/{version}/`; any other name or version is 404. Errors carry the protocol's body,
+`{"error": "..."}`. Requests run through the same predictor as /v1: same rules, metrics, drift
+window and prediction ids (returned in the response `parameters.prediction_ids`).
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+from litestar import Request, Response, Router, get, post
+from litestar.exceptions import HTTPException, NotFoundException, ServiceUnavailableException
+from litestar.openapi import ResponseSpec
+
+from contracts.signature import Signature
+from service.inference import Answer
+from service.openapi import operation_with_body
+from service.protocols.common import json_response
+from service.protocols.tensors import TensorInvalid, columns, datatype, parse
+from service.serving import ServiceState, Serving
+from service.validation import record_json_schema
+
+PREFIX = "/v2"
+_MODEL = "/models/{name:str}"
+_VERSION = "/models/{name:str}/versions/{version:str}"
+ROUTES = frozenset(PREFIX + p.replace(":str", "") for p in (
+    "", "/health/live", "/health/ready", _MODEL, f"{_MODEL}/ready", f"{_MODEL}/infer",
+    _VERSION, f"{_VERSION}/ready", f"{_VERSION}/infer"))
+HEADER_LENGTH = "inference-header-content-length"
 
 
-def build(state, check, security):
-    return []
+class ErrorV2(msgspec.Struct):
+    """The protocol's error body."""
+
+    error: str
+
+
+def _error(_: Request, exc: Exception) -> Response[bytes]:
+    status = exc.status_code if isinstance(exc, HTTPException) else 500
+    detail = exc.detail if isinstance(exc, HTTPException) else "internal error"
+    if status == 413:
+        detail = f"the body is larger than MAX_BODY_BYTES ({detail})"
+    headers = getattr(exc, "headers", None)
+    return json_response(ErrorV2(str(detail)), status, headers=headers)
+
+
+def _specs(*codes: int) -> dict[int, ResponseSpec]:
+    text = {400: "The request breaks the protocol or the model's input rules.",
+            401: "Credentials are missing or not valid.",
+            403: "The credentials do not grant this endpoint.",
+            404: "No such model or version here.",
+            413: "The body is larger than MAX_BODY_BYTES.", 503: "The model is not ready."}
+    return {c: ResponseSpec(data_container=ErrorV2, description=text[c]) for c in codes}
+
+
+def outputs_of(sig: Signature) -> list[dict[str, Any]]:
+    """The output tensors of a task: the label and the probabilities, or the value."""
+    if sig.task == "regression":
+        return [{"name": "prediction", "datatype": "FP64", "shape": [-1]}]
+    out = [{"name": "prediction", "datatype": "BYTES", "shape": [-1]}]
+    if sig.task == "binary":
+        return [*out, {"name": "probability", "datatype": "FP64", "shape": [-1]}]
+    return [*out, {"name": "probabilities", "datatype": "FP64",
+                   "shape": [-1, len(sig.classes or [])]}]
+
+
+def metadata(serving: Serving) -> dict[str, Any]:
+    """The model metadata: one input per feature with its datatype, and the outputs."""
+    sig, ref = serving.model.signature, serving.model.ref
+    parameters: dict[str, Any] = {"task": sig.task}
+    if sig.is_classifier:
+        parameters["classes"] = list(sig.classes or [])
+    if sig.positive_class is not None:
+        parameters["positive_class"] = sig.positive_class
+    return {"name": ref.name, "versions": [str(ref.version)],
+            "platform": "onnxruntime_onnx" if serving.model.runtime == "onnxruntime"
+            else "sklearn", "inputs": [{"name": f.name, "datatype": datatype(f),
+                                        "shape": [-1, 1]} for f in sig.features],
+            "outputs": outputs_of(sig), "parameters": parameters}
+
+
+def encode(answer: Answer, serving: Serving, request_id: str | None,
+           wanted: list[str] | None) -> dict[str, Any]:
+    """The inference response: the task's outputs (those asked for) and the prediction ids."""
+    ref = serving.model.ref
+    n = len(answer.ids)
+    if answer.labels is None:
+        tensors = [{"name": "prediction", "datatype": "FP64", "shape": [n],
+                    "data": answer.values}]
+    else:
+        tensors = [{"name": "prediction", "datatype": "BYTES", "shape": [n],
+                    "data": answer.labels}]
+        if answer.values is not None:
+            tensors.append({"name": "probability", "datatype": "FP64", "shape": [n],
+                            "data": answer.values})
+        else:
+            p = answer.probabilities
+            tensors.append({"name": "probabilities", "datatype": "FP64", "shape": list(p.shape),
+                            "data": p.ravel().tolist()})
+    if wanted is not None:
+        tensors = [t for t in tensors if t["name"] in wanted]
+    body: dict[str, Any] = {"model_name": ref.name, "model_version": str(ref.version),
+                            "parameters": {"prediction_ids": answer.ids}, "outputs": tensors}
+    if request_id is not None:
+        body["id"] = request_id
+    return body
+
+
+def build(state: ServiceState, check: Callable[[Any, str], None] | None,
+          security: list[dict[str, list[str]]] | None) -> list[Any]:
+    """The /v2 routes, as one router whose errors use the protocol's body."""
+    max_rows = state.settings.max_batch_rows
+
+    def model(name: str, version: str | None) -> Serving:
+        serving = state.serving
+        pinned = state.pin.model if state.pin is not None else None
+        known = serving.model.ref.name if serving else pinned.name if pinned else None
+        if name != known:
+            raise NotFoundException(f"unknown model {name!r}" + (
+                f": this server serves {known!r}" if known else ""))
+        if serving is None:
+            raise ServiceUnavailableException(f"model {name!r} is not ready: "
+                                              f"{state.not_ready_reason()}")
+        if version is not None and version != str(serving.model.ref.version):
+            raise NotFoundException(f"unknown version {version!r} of {name!r}: this server "
+                                    f"serves version {serving.model.ref.version}")
+        return serving
+
+    def infer_body() -> dict[str, Any]:
+        serving = state.serving
+        if serving is None:
+            return {"type": "object", "description": "No model is in service yet."}
+        record = record_json_schema(serving.model.signature)
+        tensors = [{"type": "object", "required": ["name", "shape", "datatype", "data"],
+                    "properties": {
+                        "name": {"type": "string", "enum": [name]},
+                        "datatype": {"type": "string", "enum": [datatype(f)]},
+                        "shape": {"type": "array", "items": {"type": "integer"}},
+                        "data": {"type": "array", "items": record["properties"][name]}}}
+                   for f in serving.model.signature.features for name in [f.name]]
+        return {"type": "object", "required": ["inputs"], "properties": {
+            "id": {"type": "string"},
+            "inputs": {"type": "array", "items": {"oneOf": tensors}},
+            "outputs": {"type": "array", "items": {
+                "type": "object", "required": ["name"],
+                "properties": {"name": {"type": "string"}}}}}}
+
+    def infer_answer() -> dict[str, Any]:
+        tensor = {"type": "object", "required": ["name", "datatype", "shape", "data"],
+                  "properties": {"name": {"type": "string"}, "datatype": {"type": "string"},
+                                 "shape": {"type": "array", "items": {"type": "integer"}},
+                                 "data": {"type": "array"}}}
+        return {"type": "object", "required": ["model_name", "outputs", "parameters"],
+                "properties": {"model_name": {"type": "string"},
+                               "model_version": {"type": "string"}, "id": {"type": "string"},
+                               "parameters": {"type": "object", "properties": {
+                                   "prediction_ids": {"type": "array",
+                                                      "items": {"type": "string"}}}},
+                               "outputs": {"type": "array", "items": tensor}}}
+
+    async def infer(request: Request, name: str, version: str | None) -> Response[bytes]:
+        if check is not None:
+            check(request.headers, "predict")
+        serving = model(name, version)
+        body = await request.body()
+        try:
+            parsed, binary = parse(body, request.headers.get(HEADER_LENGTH))
+            cols, _ = columns(parsed, binary, serving.model.signature, serving.codec, max_rows)
+        except TensorInvalid as exc:
+            return json_response(ErrorV2(str(exc)), 400)
+        wanted = None
+        if parsed.outputs is not None:
+            wanted = [o.name for o in parsed.outputs]
+            known = {o["name"] for o in outputs_of(serving.model.signature)}
+            if unknown := [w for w in wanted if w not in known]:
+                return json_response(ErrorV2(f"unknown output {unknown[0]!r}: the outputs are "
+                                             f"{', '.join(sorted(known))}"), 400)
+        answer = serving.predictor(cols)
+        return json_response(encode(answer, serving, parsed.id, wanted))
+
+    infer_doc = operation_with_body(
+        infer_body, "One input tensor per feature, the batch as the first dimension "
+                    "(JSON data, or the binary tensor extension).",
+        infer_answer, "The outputs of the task, and a prediction id per row.")
+    infer_specs = _specs(400, 401, 403, 404, 413, 503)
+
+    @post(f"{_MODEL}/infer", operation_id="v2_infer", status_code=200, security=security,
+          tags=["open inference protocol"], responses=infer_specs, operation_class=infer_doc,
+          summary="Infer (Open Inference Protocol v2)")
+    async def infer_latest(request: Request, name: str) -> Response[bytes]:
+        return await infer(request, name, None)
+
+    @post(f"{_VERSION}/infer", operation_id="v2_infer_version", status_code=200,
+          security=security, tags=["open inference protocol"], responses=infer_specs,
+          operation_class=infer_doc, summary="Infer with the pinned version")
+    async def infer_version(request: Request, name: str, version: str) -> Response[bytes]:
+        return await infer(request, name, version)
+
+    @get(_MODEL, operation_id="v2_model_metadata", tags=["open inference protocol"],
+         responses=_specs(404, 503), summary="Model metadata: inputs, datatypes, outputs")
+    async def model_metadata(name: str) -> dict[str, Any]:
+        return metadata(model(name, None))
+
+    @get(_VERSION, operation_id="v2_model_version_metadata", tags=["open inference protocol"],
+         responses=_specs(404, 503), summary="Model metadata of the pinned version")
+    async def model_version_metadata(name: str, version: str) -> dict[str, Any]:
+        return metadata(model(name, version))
+
+    @get(f"{_MODEL}/ready", operation_id="v2_model_ready", tags=["open inference protocol"],
+         responses=_specs(404, 503), summary="Model readiness")
+    async def model_ready(name: str) -> dict[str, Any]:
+        return {"name": model(name, None).model.ref.name, "ready": True}
+
+    @get(f"{_VERSION}/ready", operation_id="v2_model_version_ready",
+         tags=["open inference protocol"], responses=_specs(404, 503),
+         summary="Readiness of the pinned version")
+    async def model_version_ready(name: str, version: str) -> dict[str, Any]:
+        return {"name": model(name, version).model.ref.name, "ready": True}
+
+    @get("/health/live", operation_id="v2_live", tags=["open inference protocol"],
+         summary="Server liveness")
+    async def live() -> dict[str, bool]:
+        return {"live": True}
+
+    @get("/health/ready", operation_id="v2_ready", tags=["open inference protocol"],
+         responses=_specs(503), summary="Server readiness: the pinned model serves")
+    async def ready() -> dict[str, bool]:
+        if state.serving is None:
+            raise ServiceUnavailableException(f"not ready: {state.not_ready_reason()}")
+        return {"ready": True}
+
+    @get("", operation_id="v2_server_metadata", tags=["open inference protocol"],
+         summary="Server metadata")
+    async def server() -> dict[str, Any]:
+        return {"name": "gitops-ml", "version": "1", "extensions": ["binary_tensor_data"]}
+
+    return [Router(path=PREFIX, exception_handlers={HTTPException: _error, 413: _error}, route_handlers=[
+        infer_latest, infer_version, model_metadata, model_version_metadata, model_ready,
+        model_version_ready, live, ready, server])]
