@@ -55,14 +55,18 @@ class Predictor:
         """Predict rows given column by column in signature order, and record the answers."""
         labels, scores = self.model.predict(columns)
         task = self.task
+        single = len(scores) == 1
         if labels is None:  # regression
             values = scores.tolist()
-            self._histogram.observe_many(scores)
+            if single:
+                self._histogram.observe(values[0])
+            else:
+                self._histogram.observe_many(scores)
             predicted: list[Any] = values
             probabilities = None
         else:
             predicted, probabilities = labels, scores
-            if len(labels) == 1:
+            if single:
                 self._by_class[labels[0]].inc()
             else:
                 for label, n in Tally(labels).items():
@@ -70,8 +74,11 @@ class Predictor:
             values = None
             if task == "binary":
                 positive = scores[:, self._positive]
-                self._histogram.observe_many(positive)
                 values = positive.tolist()
+                if single:
+                    self._histogram.observe(values[0])
+                else:
+                    self._histogram.observe_many(positive)
         ids = self._feedback.issue(self._version, predicted,
                                    self.classes if labels is not None else None) \
             if issue_ids else None

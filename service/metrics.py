@@ -2,6 +2,8 @@
 rules and dashboards, so they are spelled out here once."""
 from __future__ import annotations
 
+import math
+from bisect import bisect_left
 from collections.abc import Iterable
 from time import perf_counter
 from typing import Any
@@ -64,12 +66,19 @@ def _bound(value: float) -> str:
 
 
 class _BatchChild:
-    __slots__ = ("bounds", "counts", "sum")
+    __slots__ = ("bounds", "counts", "sum", "_bounds")
 
     def __init__(self, bounds: np.ndarray) -> None:
         self.bounds = bounds
+        self._bounds = bounds.tolist()
         self.counts = np.zeros(len(bounds) + 1, dtype=np.int64)
         self.sum = 0.0
+
+    def observe(self, value: float) -> None:
+        """Count one value (a single row: bisect is cheaper than numpy's call overhead)."""
+        if math.isfinite(value):
+            self.counts[bisect_left(self._bounds, value)] += 1
+            self.sum += value
 
     def observe_many(self, values: np.ndarray) -> None:
         """Count every finite value of `values` (NaN and infinities are left out)."""

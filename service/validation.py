@@ -46,11 +46,11 @@ class RequestCodec:
         self.max_rows = max_rows
         self._features = {f.name: f for f in signature.features}
         self._index = {f.name: i for i, f in enumerate(signature.features)}
-        self._types = [_field_type(f) for f in signature.features]
+        self.types = [_field_type(f) for f in signature.features]
         # Field names need not be Python identifiers: the struct's own names are positional
         # and renamed to the features' names on the wire.
         record = msgspec.defstruct(
-            "Record", [(f"f{i}", t) for i, t in enumerate(self._types)],
+            "Record", [(f"f{i}", t) for i, t in enumerate(self.types)],
             rename={f"f{i}": f.name for i, f in enumerate(signature.features)},
             forbid_unknown_fields=True)
         batch = Annotated[list[record], msgspec.Meta(min_length=1, max_length=max_rows)]
@@ -81,7 +81,7 @@ class RequestCodec:
         i = self._index[name]
         decoder = self._columns.get(i)
         if decoder is None:
-            decoder = self._columns[i] = msgspec.json.Decoder(list[self._types[i]])
+            decoder = self._columns[i] = msgspec.json.Decoder(list[self.types[i]])
         values = self._run(decoder, data, lambda steps: _column_path(steps, name))
         if i in self._blank:
             return tuple("" if v is None else v for v in values)
@@ -100,7 +100,7 @@ class RequestCodec:
             raise self.invalid("duplicate", twice, f"{twice} is given twice")
         decoder = self._rows.get(names)
         if decoder is None:
-            row = tuple[tuple(self._types[self._index[n]] for n in names)]
+            row = tuple[tuple(self.types[self._index[n]] for n in names)]
             decoder = self._rows[names] = msgspec.json.Decoder(
                 Annotated[list[row], msgspec.Meta(min_length=1, max_length=self.max_rows)])
         rows = self._run(decoder, data, lambda steps: _row_path(steps, names))

@@ -225,6 +225,19 @@ def test_hostile_tensors_get_400_with_the_protocols_error_body(served, case):
     assert set(r.json()) == {"error"} and r.json()["error"]
 
 
+@pytest.mark.parametrize("served", ["multiclass"], indirect=True)
+def test_an_integer_that_may_be_empty_travels_as_fp64_and_must_be_whole(served):
+    svc, task = served
+    inputs = tensors(task, task.records(2))
+    magnesium = next(t for t in inputs if t["name"] == "magnesium")
+    assert magnesium["datatype"] == "FP64"
+    magnesium["data"] = [None, 101.0]
+    assert svc.post(f"/v2/models/{task.name}/infer", json={"inputs": inputs}).status_code == 200
+    magnesium["data"] = [100.5, 101.0]
+    r = svc.post(f"/v2/models/{task.name}/infer", json={"inputs": inputs})
+    assert r.status_code == 400 and "magnesium must be an integer" in r.json()["error"]
+
+
 def test_v2_names_the_feature_and_rule_like_v1(served):
     svc, task = served
     number = next(f for f in task.signature.features if f.type != "category" and not f.nullable)

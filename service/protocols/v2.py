@@ -19,7 +19,7 @@ from contracts.signature import Signature
 from service.inference import Answer
 from service.openapi import operation_with_body
 from service.protocols.common import json_response
-from service.protocols.tensors import TensorInvalid, columns, datatype, parse
+from service.protocols.tensors import TensorInvalid, columns, datatype, fast, parse
 from service.serving import ServiceState, Serving
 from service.validation import record_json_schema
 
@@ -166,9 +166,15 @@ def build(state: ServiceState, check: Callable[[Any, str], None] | None,
             check(request.headers, "predict")
         serving = model(name, version)
         body = await request.body()
+        header = request.headers.get(HEADER_LENGTH)
         try:
-            parsed, binary = parse(body, request.headers.get(HEADER_LENGTH))
-            cols, _ = columns(parsed, binary, serving.model.signature, serving.codec, max_rows)
+            quick = fast(body, serving.codec, max_rows) if header is None else None
+            if quick is not None:
+                parsed, cols, _ = quick
+            else:
+                parsed, binary = parse(body, header)
+                cols, _ = columns(parsed, binary, serving.model.signature, serving.codec,
+                                  max_rows)
         except TensorInvalid as exc:
             return json_response(ErrorV2(str(exc)), 400)
         wanted = None
