@@ -76,11 +76,14 @@ def parse(body: bytes, header_length: str | None) -> tuple[InferRequest, bytes]:
 
 
 @lru_cache(maxsize=8)
-def _typed(codec: RequestCodec) -> tuple[msgspec.json.Decoder, dict[type, tuple[int, str]]]:
+def _typed(codec: RequestCodec) -> tuple[msgspec.json.Decoder, dict[type, tuple[int, str]],
+                                         list[int], list[int]]:
     """A decoder that checks a whole JSON request in one pass: each input is a struct tagged
-    by its feature's name, whose `data` has that feature's element type."""
+    by its feature's name, whose `data` has that feature's element type. Also the features
+    whose values need a second look (whole numbers sent as FP64, empty categories)."""
     kinds = []
-    for i, f in enumerate(codec.signature.features):
+    features = codec.signature.features
+    for i, f in enumerate(features):
         element = codec.types[i]
         if f.type == "integer" and datatype(f) == "FP64":
             element = float | None  # checked to be whole numbers afterwards
@@ -92,41 +95,45 @@ def _typed(codec: RequestCodec) -> tuple[msgspec.json.Decoder, dict[type, tuple[
         ("inputs", list[Union[tuple(kinds)]]), ("id", str | None, None),  # noqa: UP007
         ("parameters", dict[str, Any] | None, None),
         ("outputs", list[RequestedOutput] | None, None)])
-    features = codec.signature.features
-    return msgspec.json.Decoder(request), {k: (i, datatype(features[i]))
-                                           for i, k in enumerate(kinds)}
+    whole = [i for i, f in enumerate(features) if f.type == "integer" and f.nullable]
+    blank = [i for i, f in enumerate(features) if f.type == "category" and f.nullable]
+    return (msgspec.json.Decoder(request),
+            {k: (i, datatype(features[i])) for i, k in enumerate(kinds)}, whole, blank)
+
+
+_ONE_COLUMN = ([], [1])
 
 
 def fast(body: bytes, codec: RequestCodec, max_rows: int
-         ) -> tuple[Any, list[tuple[Any, ...]], int] | None:
+         ) -> tuple[Any, list[Any], int] | None:
     """(request, columns, rows) of a well-formed all-JSON request in one decoder pass; None
     for anything else, which `parse` and `columns` then decode and explain."""
-    decoder, index = _typed(codec)
+    decoder, index, whole, blank = _typed(codec)
     try:
         request = decoder.decode(body)
     except msgspec.MsgspecError:
         return None
-    features = codec.signature.features
-    cols: list[Any] = [None] * len(features)
-    rows = None
+    cols: list[Any] = [None] * len(index)
     for tensor in request.inputs:
         i, expected = index[type(tensor)]
         shape = tensor.shape
         if cols[i] is not None or tensor.datatype != expected or tensor.parameters \
-                or not 1 <= len(shape) <= 2 or (len(shape) == 2 and shape[1] != 1) \
-                or len(tensor.data) != shape[0] or (rows is not None and shape[0] != rows):
+                or not shape or shape[1:] not in _ONE_COLUMN or len(tensor.data) != shape[0]:
             return None
-        rows = shape[0]
         cols[i] = tensor.data
-    if rows is None or rows > max_rows or any(c is None for c in cols):
+    if None in cols:
         return None
-    for i, f in enumerate(features):
-        if f.type == "integer" and f.nullable:
-            cols[i] = _numbers(f, np.array([np.nan if v is None else v for v in cols[i]],
-                                           dtype=float))
-        elif f.nullable and f.type == "category":
-            cols[i] = tuple("" if v is None else v for v in cols[i])
-    return request, cols, rows
+    rows = {len(c) for c in cols}
+    n = rows.pop()
+    if rows or not 1 <= n <= max_rows:
+        return None
+    features = codec.signature.features
+    for i in whole:
+        cols[i] = _numbers(features[i], np.array([np.nan if v is None else v for v in cols[i]],
+                                                 dtype=float))
+    for i in blank:
+        cols[i] = ["" if v is None else v for v in cols[i]]
+    return request, cols, n
 
 
 def columns(request: InferRequest, binary: bytes, signature: Signature, codec: RequestCodec,
