@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 import msgspec
-from litestar import Request, Response, get, post
+from litestar import MediaType, Request, Response, get, post
 from litestar.exceptions import HTTPException
 from litestar.openapi import ResponseSpec
 
@@ -173,11 +173,12 @@ def build(state: ServiceState, check: Callable[[Any, str], None] | None,
         return json_response({"predictions": predictions})
 
     @get("/ping", operation_id="ping", tags=["mlflow scoring protocol"], status_code=200,
-         summary="MLflow's health check: 200 while a model serves", responses=specs)
-    async def ping() -> Response[bytes]:
+         media_type=MediaType.TEXT, responses={503: specs[503]},
+         summary="MLflow's health check: 200 while a model serves")
+    async def ping() -> Response[str]:
         if state.serving is None:
             return json_response(MlflowError("TEMPORARILY_UNAVAILABLE", "no model in service"),
                                  503)
-        return Response(b"\n", media_type="application/json")
+        return Response("\n", media_type=MediaType.TEXT)
 
     return [invocations, ping]
