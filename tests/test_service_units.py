@@ -153,18 +153,19 @@ def test_api_keys_grant_every_scope_and_wrong_keys_are_refused():
         auth.check({"authorization": f"Bearer {_token('predict')}"}, "predict")
 
 
-@pytest.mark.parametrize("headers, error, words", [
-    ({}, NotAuthorizedException, "credentials required"),
-    ({"authorization": "Basic abc"}, NotAuthorizedException, "must be 'Bearer <token>'"),
-    ({"authorization": f"Bearer {_token('predict', expires_in=-120)}"}, NotAuthorizedException,
-     "expired"),
-    ({"authorization": f"Bearer {_token('predict', aud='other')}"}, NotAuthorizedException,
-     "not for audience"),
-    ({"authorization": f"Bearer {_token('feedback', aud='svc')}"}, PermissionDeniedException,
-     "'predict' scope"),
+@pytest.mark.parametrize("token, error, words", [
+    (None, NotAuthorizedException, "credentials required"),
+    ("Basic abc", NotAuthorizedException, "must be 'Bearer <token>'"),
+    (("predict", -120, {"aud": "svc"}), NotAuthorizedException, "expired"),
+    (("predict", 60, {"aud": "other"}), NotAuthorizedException, "not for audience"),
+    (("feedback", 60, {"aud": "svc"}), PermissionDeniedException, "'predict' scope"),
 ])
-def test_tokens_need_signature_audience_expiry_and_scope(headers, error, words):
+def test_tokens_need_signature_audience_expiry_and_scope(token, error, words):
     auth = _auth(jwt_secret=SECRET, jwt_audience="svc")
+    if isinstance(token, tuple):  # made now: a token made at collection could expire first
+        scope, expires_in, claims = token
+        token = f"Bearer {_token(scope, expires_in, **claims)}"
+    headers = {} if token is None else {"authorization": token}
     with pytest.raises(error, match=words):
         auth.check(headers, "predict")
 
