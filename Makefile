@@ -60,7 +60,7 @@ github-path: venv  ## in a GitHub Actions job: put $(VENV)/bin on PATH for the l
 	@test -n "$$GITHUB_PATH" || { echo "GITHUB_PATH is not set: not in a workflow job" >&2; exit 1; }
 	echo "$(abspath $(VENV))/bin" >> "$$GITHUB_PATH"
 
-argo-workflow: venv  ## regenerate pipelines/argo/churn-pipeline.yaml from dvc.yaml (hera)
+argo-workflow: venv  ## regenerate pipelines/argo/gitops-ml-pipeline.yaml from dvc.yaml (hera)
 	$(PY) -m pipelines.argo
 
 crds: venv  ## Rollout, AnalysisTemplate, WorkflowTemplate, PrometheusRule vs their CRD schemas

@@ -15,6 +15,8 @@ from pipelines.errors import CommandError
 
 # (subcommand, module, one-line help)
 COMMANDS: list[tuple[str, str, str]] = [
+    ("new-model", "pipelines.declaration.onboard",
+     "draft a model's declaration from its data and wire it in (no code)"),
     ("register", "pipelines.registry.register", "log the gated model to MLflow and register a new version"),
     ("import", "pipelines.registry.import_model", "bring a delivered model file through the gates"),
     ("promote", "pipelines.gitops.promote", "pin a registered version in an environment (one commit)"),

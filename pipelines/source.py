@@ -5,8 +5,8 @@
   `find_spec` and never imported. The churn model reads it (params.yaml).
 - diabetes.csv: scikit-learn's diabetes data (442 rows, 10 numeric features, the disease
   progression a year later as the target): a regression model to onboard with `mlops new-model`.
-- wine.csv: scikit-learn's wine data (178 rows, 13 numeric features, 3 cultivars): a
-  multiclass one.
+- wine.csv (on request): scikit-learn's wine data (178 rows, 13 numeric features, 3
+  cultivars): a multiclass one.
 
 Nothing is downloaded. A file already in place is left alone. A team with its own data puts
 its file anywhere (tracked by git or DVC) and names it in params.yaml's `models:`.
@@ -74,6 +74,8 @@ DATASETS: dict[str, Callable[[], bytes]] = {
     "diabetes.csv": _diabetes,
     "wine.csv": _wine,
 }
+# What `make data` writes: the churn model's source and the demo's model to onboard.
+DEFAULT = ("telco_churn.csv", "diabetes.csv")
 
 
 def materialize(target: Path, make: Callable[[], bytes] = _telco) -> bool:
@@ -87,12 +89,12 @@ def materialize(target: Path, make: Callable[[], bytes] = _telco) -> bool:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("names", nargs="*", metavar="NAME",
-                        help=f"which datasets (default all: {', '.join(DATASETS)})")
+                        help=f"which of {', '.join(DATASETS)} (default {', '.join(DEFAULT)})")
     parser.add_argument("--dir", type=Path, default=DEFAULT_DIR, help="default data/source")
     args = parser.parse_args(argv)
     if unknown := [n for n in args.names if n not in DATASETS]:
         parser.error(f"unknown dataset(s) {', '.join(unknown)}: one of {', '.join(DATASETS)}")
-    for name in args.names or DATASETS:
+    for name in args.names or DEFAULT:
         target = args.dir / name
         written = materialize(target, DATASETS[name])
         print(f"{target}: {'written' if written else 'already in place'}")
