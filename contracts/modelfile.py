@@ -9,6 +9,8 @@ import skops.io as sio
 TRUSTED_TYPES: tuple[str, ...] = (
     "sklearn.tree._tree.Tree",
     "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+    # SimpleImputer (nullable numeric features) keeps the dtype it was fitted on.
+    "numpy.dtype",
 )
 
 

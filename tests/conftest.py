@@ -13,8 +13,9 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 # Fixture modules of the promotion and service tests, loaded once for the whole session.
-pytest.register_assert_rewrite("gitops_fixtures", "service_fixtures", "servers")
-pytest_plugins = ["gitops_fixtures", "service_fixtures"]
+pytest.register_assert_rewrite("gitops_fixtures", "service_fixtures", "servers",
+                               "pipeline_fixtures")
+pytest_plugins = ["gitops_fixtures", "service_fixtures", "pipeline_fixtures"]
 
 # Tools never phone home from the tests, and the venv's `python`/`dvc` run the stages.
 os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
@@ -28,7 +29,7 @@ for key, value in {"GIT_AUTHOR_NAME": "Test Person", "GIT_AUTHOR_EMAIL": "test@e
     os.environ.setdefault(key, value)
 
 PROJECT_FILES = ("dvc.yaml", "params.yaml", ".dvcignore", ".gitignore", "pyproject.toml")
-PROJECT_DIRS = ("pipelines", "contracts", ".dvc", "environments")
+PROJECT_DIRS = ("pipelines", "contracts", ".dvc", "environments", "models", "data/source")
 
 
 def run(cmd: list[str], cwd: Path, check: bool = True,
@@ -43,14 +44,15 @@ def run(cmd: list[str], cwd: Path, check: bool = True,
 
 
 def make_project(dst: Path) -> Path:
-    """A fresh git repository holding the project's pipeline files, committed."""
+    """A fresh git repository holding the project's pipeline files (what git versions of them,
+    as they are in the work tree), committed."""
     dst.mkdir(parents=True, exist_ok=True)
-    ignore = shutil.ignore_patterns("__pycache__", "tmp", "cache", "node_modules")
-    for name in PROJECT_FILES:
-        if (ROOT / name).exists():
+    listed = run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "--",
+                  *PROJECT_FILES, *PROJECT_DIRS], ROOT).stdout.split()
+    for name in listed:
+        if (ROOT / name).is_file():
+            (dst / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(ROOT / name, dst / name)
-    for name in PROJECT_DIRS:
-        shutil.copytree(ROOT / name, dst / name, ignore=ignore)
     run(["git", "init", "-q", "-b", "main"], dst)
     run(["git", "add", "-A"], dst)
     run(["git", "commit", "-q", "-m", "project"], dst)

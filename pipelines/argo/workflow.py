@@ -76,20 +76,22 @@ def stages(repo: Path = ROOT) -> list[Stage]:
     from dvc.dependency.param import ParamsDependency
     from dvc.exceptions import DvcException
     from dvc.repo import Repo
+    from dvc.stage import PipelineStage
 
     try:
         with Repo(str(repo), uninitialized=True) as dvc:
-            resolved = list(dvc.index.stages)
+            # Pipeline stages only: a `.dvc` file tracking data is not a step to run.
+            resolved = [s for s in dvc.index.stages if isinstance(s, PipelineStage)]
     except DvcException as exc:
         raise CommandError(f"DVC cannot resolve {repo / 'dvc.yaml'}: {exc}") from exc
     out = []
     for stage in resolved:
-        if "@" not in stage.addressing:
-            raise CommandError(f"stage {stage.addressing}: every stage runs per model "
+        if "@" not in stage.name:
+            raise CommandError(f"stage {stage.name}: every stage runs per model "
                                "(foreach: ${models})")
         cmd = stage.cmd if isinstance(stage.cmd, str) else " && ".join(stage.cmd)
         out.append(Stage(
-            name=stage.addressing,
+            name=stage.name,
             cmd=shlex.split(cmd),
             deps=[d.def_path for d in stage.deps if not isinstance(d, ParamsDependency)],
             outs=[o.def_path for o in stage.outs]))

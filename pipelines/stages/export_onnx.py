@@ -57,7 +57,33 @@ def convert(model, signature: Signature) -> bytes:
     # zipmap off: probabilities come back as one [rows, classes] tensor, not a list of dicts.
     options = {id(model): {"zipmap": False}} if signature.is_classifier else None
     onx = to_onnx(model, initial_types=inputs, target_opset=TARGET_OPSET, options=options)
-    return _trees_compare_like_sklearn(onx, model).SerializeToString()
+    return _trees_compare_like_sklearn(_impute_in_double(onx), model).SerializeToString()
+
+
+def _impute_in_double(onx):
+    """Replace each ai.onnx.ml Imputer by IsNaN + Where on doubles.
+
+    onnxruntime implements Imputer for float32 only, and casting the numbers to float32
+    would break parity; filling NaN with the fitted medians needs nothing more than this."""
+    import onnx
+    from onnx import numpy_helper
+
+    nodes = list(onx.graph.node)
+    for node in nodes:
+        if node.op_type != "Imputer":
+            continue
+        attrs = {a.name: a for a in node.attribute}
+        values = np.asarray(attrs["imputed_value_floats"].floats, dtype=np.float64)
+        fill = numpy_helper.from_array(values.reshape(1, -1), name=f"{node.name}_fill")
+        onx.graph.initializer.append(fill)
+        missing = f"{node.name}_isnan"
+        at = list(onx.graph.node).index(node)
+        onx.graph.node.remove(node)
+        onx.graph.node.insert(at, onnx.helper.make_node(
+            "Where", [missing, fill.name, node.input[0]], list(node.output), name=node.name))
+        onx.graph.node.insert(at, onnx.helper.make_node(
+            "IsNaN", [node.input[0]], [missing], name=f"{node.name}_missing"))
+    return onx
 
 
 def _trees_compare_like_sklearn(onx, model):
@@ -101,6 +127,15 @@ def _trees_compare_like_sklearn(onx, model):
         if node.op_type == "Identity" and node.input[0] in outputs and node.output[0] in doubles:
             node.op_type = "Cast"
             node.attribute.append(onnx.helper.make_attribute("to", onnx.TensorProto.DOUBLE))
+    # A regressor's ensemble may itself be the graph's double output: give it a float32
+    # output and cast that.
+    for node in ensembles:
+        for k, out in enumerate(node.output):
+            if out in doubles:
+                node.output[k] = f"{out}_float32"
+                cast = onnx.helper.make_node("Cast", [node.output[k]], [out],
+                                             to=onnx.TensorProto.DOUBLE, name=f"{node.name}_output")
+                onx.graph.node.insert(list(onx.graph.node).index(node) + 1, cast)
     return onx
 
 
