@@ -73,12 +73,35 @@ def telco(telco_csv) -> pd.DataFrame:
     return pd.read_csv(telco_csv, dtype=str, keep_default_na=False)
 
 
+# The models the session's trained project onboards with `mlops new-model`, on data the tests
+# make: name -> (maker in pipeline_fixtures, target column, task it is read as).
+ONBOARDED = {"fraud": ("make_binary", "fraud", "binary"),
+             "tiers": ("make_multiclass", "tier", "multiclass"),
+             "flats": ("make_regression", "price_k", "regression")}
+
+
 @pytest.fixture(scope="session")
 def trained_project(tmp_path_factory) -> Path:
-    """A project copy on which `make data` and `dvc repro` ran once (shared, treat read-only)."""
+    """The pipeline's one run of the session (shared, treat read-only): the project with the
+    churn model on the Telco data, plus one model per task onboarded exactly as a user would
+    (`mlops new-model`, commit, `dvc repro`), all trained by a single `dvc repro`, committed.
+
+    The commit before onboarding is tagged `before-onboarding`."""
+    import pipeline_fixtures
+
     repo = make_project(tmp_path_factory.mktemp("trained") / "repo")
-    run([sys.executable, "-m", "pipelines.source"], repo)
+    run([sys.executable, "-m", "pipelines.source", "telco_churn.csv"], repo)
+    run(["git", "tag", "before-onboarding"], repo)
+    for name, (maker, target, _) in ONBOARDED.items():
+        pipeline_fixtures.write_csv(getattr(pipeline_fixtures, maker)(),
+                                    repo / "data" / "source" / f"{name}.csv")
+        run([sys.executable, "-m", "pipelines.cli", "new-model", name, "--data",
+             f"data/source/{name}.csv", "--target", target], repo)
+    run(["git", "add", "-A"], repo)
+    run(["git", "commit", "-q", "-m", "Onboard fraud, tiers and flats"], repo)
     run(["dvc", "repro"], repo)
+    run(["git", "add", "-A"], repo)
+    run(["git", "commit", "-q", "-m", "Train every model"], repo)
     return repo
 
 
@@ -92,9 +115,9 @@ def project_copy(trained_project, tmp_path) -> Path:
 
 @pytest.fixture(scope="session")
 def splits(trained_project) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(train, test) as the split stage wrote them."""
-    return (pd.read_parquet(trained_project / "data/split/train.parquet"),
-            pd.read_parquet(trained_project / "data/split/test.parquet"))
+    """The churn model's (train, test) as the split stage wrote them."""
+    return (pd.read_parquet(trained_project / "data/churn/train.parquet"),
+            pd.read_parquet(trained_project / "data/churn/test.parquet"))
 
 
 @pytest.fixture(autouse=True)
