@@ -1,11 +1,13 @@
 """The digest of a model bundle: one sha256 over every file in it.
 
 It equals what a person gets by hand:
-    (cd BUNDLE && find . -type f ! -path ./registered_model_meta -printf '%P\\n' \\
+    (cd BUNDLE && find . -type f ! -path ./registered_model_meta ! -path ./latency.json -printf '%P\\n' \\
         | LC_ALL=C sort | xargs sha256sum) | sha256sum
-so a pin can be checked without this code. `registered_model_meta` is left out because
-MLflow itself writes it into a version's folder whenever the version is loaded through a
-`models:/` URI (into the stored artifacts themselves, on a local artifact store).
+so a pin can be checked without this code. Two files are left out by rule:
+`registered_model_meta`, because MLflow itself writes it into a version's folder whenever the
+version is loaded through a `models:/` URI (into the stored artifacts themselves, on a local
+artifact store), and `latency.json`, the gate's measured timings, which differ from run to run
+while the verdict they led to (in gate.json, digested) does not.
 """
 from __future__ import annotations
 
@@ -14,6 +16,8 @@ from pathlib import Path
 
 _CHUNK = 1 << 20
 MLFLOW_WRITES = frozenset({"registered_model_meta"})
+MEASURED = frozenset({"latency.json"})
+EXCLUDED = MLFLOW_WRITES | MEASURED
 
 
 def file_sha256(path: Path) -> str:
@@ -32,7 +36,7 @@ def manifest(bundle: Path) -> str:
         raise FileNotFoundError(f"model bundle {bundle} is not a directory")
     files = sorted(
         (p for p in bundle.rglob("*")
-         if p.is_file() and p.relative_to(bundle).as_posix() not in MLFLOW_WRITES),
+         if p.is_file() and p.relative_to(bundle).as_posix() not in EXCLUDED),
         key=lambda p: p.relative_to(bundle).as_posix().encode(),
     )
     if not files:

@@ -7,45 +7,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from pipeline_fixtures import make_binary, make_multiclass, make_regression, with_changes
+from pipeline_fixtures import TREES, prepared, with_changes
 
 from contracts.modelfile import load_skops
 from contracts.signature import Signature
-from pipelines import declaration
 from pipelines.stages import export_onnx, ingest, train
 from pipelines.stages.features import features
 from pipelines.stages.serialize import dumps_skops
-
-DECLARATIONS = {
-    "binary": ("name: fraud\ntask: binary\ntarget: fraud\nclasses: ['no', 'yes']\n"
-               "positive_class: 'yes'\nid_columns: [transaction_id]\nmax_invalid_fraction: 0.05\n"
-               "features:\n  amount: {type: number, min: 0, nullable: true}\n"
-               "  account_age_days: {type: integer, min: 0}\n"
-               "  channel: {type: category, categories: [app, store, web]}\n"
-               "train: {estimator: logistic_regression}\n", make_binary),
-    "multiclass": ("name: tiers\ntask: multiclass\ntarget: tier\n"
-                   "classes: [bronze, gold, silver]\n"
-                   "features:\n  spend: {type: number}\n  visits: {type: integer, min: 0}\n"
-                   "  region: {type: category, categories: [east, north, south, west]}\n"
-                   "train: {estimator: logistic_regression}\n", make_multiclass),
-    "regression": ("name: flats\ntask: regression\ntarget: price_k\n"
-                   "features:\n  size_m2: {type: number, min: 0}\n  rooms: {type: integer}\n"
-                   "  city: {type: category, categories: [lyon, nantes, paris]}\n"
-                   "train: {estimator: ridge}\n", make_regression),
-}
-TREES = {"gradient_boosting": {"n_estimators": 30, "max_depth": 3},
-         "random_forest": {"n_estimators": 30, "max_depth": 8}}
-
-
-def prepared(task: str, estimator: str | None = None):
-    """(declaration, train rows, test rows) for a task, optionally with a tree estimator."""
-    text, make = DECLARATIONS[task]
-    decl = declaration.parse(text, f"{task}.yaml")
-    if estimator:
-        decl = with_changes(decl, train={"estimator": estimator,
-                                         "hyperparameters": {estimator: TREES[estimator]}})
-    rows = ingest.validate(make().astype(str), decl).valid
-    return decl, rows.iloc[: len(rows) * 3 // 4], rows.iloc[len(rows) * 3 // 4:]
 
 
 def stage_on(decl, train_rows: pd.DataFrame, test_rows: pd.DataFrame, tmp_path: Path,

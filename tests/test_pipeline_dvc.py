@@ -64,7 +64,7 @@ def edit(path, change) -> None:
 
 def test_changing_one_model_reruns_only_its_stages_that_read_the_change(project_copy):
     edit(project_copy / "models/churn/model.yaml",
-         lambda d: d["gates"].update(latency_p95_ms=60))
+         lambda d: d["gates"].update(max_model_mb=30))
     assert ran(run(["dvc", "repro"], project_copy).stdout) == {"gate@churn"}
     edit(project_copy / "models/tiers/model.yaml",
          lambda d: d["evaluate"].update(bootstrap_rounds=50))

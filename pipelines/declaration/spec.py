@@ -93,6 +93,30 @@ class Evaluate(_Strict):
     min_slice_rows: int = Field(30, ge=1)
 
 
+class Budget(_Strict):
+    """Milliseconds of CPU time per call a model may cost, at two percentiles."""
+
+    p95_ms: float = Field(gt=0)
+    p99_ms: float = Field(gt=0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Budget:
+        if self.p99_ms < self.p95_ms:
+            raise ValueError(f"p99_ms {self.p99_ms:g} is below p95_ms {self.p95_ms:g}")
+        return self
+
+
+class Latency(_Strict):
+    """What one request may cost the runtime that serves (see pipelines/stages/latency.py)."""
+
+    single_row: Budget = Field(default_factory=lambda: Budget(p95_ms=10, p99_ms=25))
+    batch_rows: int = Field(100, ge=2)
+    batch: Budget = Field(default_factory=lambda: Budget(p95_ms=50, p99_ms=100))
+    # Timed calls per round, and rounds (each percentile is the median over rounds).
+    calls: int = Field(200, ge=20)
+    rounds: int = Field(5, ge=1)
+
+
 class Gates(_Strict):
     # The model must beat the trivial baseline (the training class shares, or the training
     # mean) with the interval of the difference excluding zero.
@@ -103,9 +127,7 @@ class Gates(_Strict):
     ceilings: dict[str, float] = Field(default_factory=dict)
     # How much worse than the production champion (its pin's metrics) a metric may be.
     max_regression: dict[str, float] = Field(default_factory=dict)
-    # Single-row predict, p95 over the timed rows, in milliseconds.
-    latency_p95_ms: float = Field(50.0, gt=0)
-    latency_rows: int = Field(200, ge=10)
+    latency: Latency = Field(default_factory=Latency)
     max_model_mb: float = Field(25.0, gt=0)
 
 

@@ -111,8 +111,10 @@ def compile_onnx(out_dir: Path, test_path: Path) -> str:
 
 
 def import_model(path: Path, out_dir: Path, *, decl: Declaration, trust: bool,
-                 train: pd.DataFrame, test: pd.DataFrame, champion: Path) -> dict:
-    """Convert, evaluate and gate a pickled model into `out_dir`; return gate.json's content."""
+                 train: pd.DataFrame, test: pd.DataFrame, test_path: Path,
+                 champion: Path) -> tuple[dict, str]:
+    """Convert, compile, evaluate and gate a pickled model into `out_dir`; return gate.json's
+    content and what the ONNX compilation said."""
     model = load_pickle(path, trust)
     expected = check_model(model, decl, test)
     skops_bytes = to_skops(model, decl, expected, test)
@@ -123,12 +125,14 @@ def import_model(path: Path, out_dir: Path, *, decl: Declaration, trust: bool,
     sig.write(out_dir / "signature.json")
     ref = reference(train, model, sig, decl.train.reference_sample_size, decl.train.seed)
     atomic_write_text(out_dir / "reference.json", json.dumps(ref) + "\n")
+    compiled = compile_onnx(out_dir, test_path)  # before the gate: it times what will serve
     result, plot_data = evaluate.evaluate(model, sig, test, train, decl.evaluate)
     evaluate.write(result, plot_data, out_dir / "metrics.json", out_dir / "plots")
-    verdict = gate.run(out_dir / "model.skops", sig, result, test, decl.gates,
-                       gate.read_champion(champion))
+    verdict, measured = gate.run(out_dir, sig, result, test, decl.gates,
+                                 gate.read_champion(champion))
+    atomic_write_text(out_dir / "latency.json", json.dumps(measured, indent=2) + "\n")
     atomic_write_text(out_dir / "gate.json", json.dumps(verdict, indent=2) + "\n")
-    return verdict
+    return verdict, compiled
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -157,10 +161,11 @@ def run(args: argparse.Namespace) -> int:
             raise CommandError(f"{path} not found: run `dvc repro split@{name}` first")
     out_dir = args.out or repo / "build" / "import" / name
     train, test = pd.read_parquet(splits["train"]), pd.read_parquet(splits["test"])
-    verdict = import_model(args.path, out_dir, decl=decl, trust=args.trust_pickle, train=train,
-                           test=test, champion=repo / "environments/production" / name / "model.yaml")
-    print(gate.table(verdict))
-    print(compile_onnx(out_dir, splits["test"]))
+    verdict, compiled = import_model(
+        args.path, out_dir, decl=decl, trust=args.trust_pickle, train=train, test=test,
+        test_path=splits["test"], champion=repo / "environments/production" / name / "model.yaml")
+    print(compiled)
+    print(gate.table(verdict, json.loads((out_dir / "latency.json").read_text())))
     if not verdict["passed"]:
         print(f"mlops import: not registered: the gate failed (reports in {out_dir})",
               file=sys.stderr)
