@@ -126,10 +126,10 @@ def import_model(path: Path, out_dir: Path, *, decl: Declaration, trust: bool,
     ref = reference(train, model, sig, decl.train.reference_sample_size, decl.train.seed)
     atomic_write_text(out_dir / "reference.json", json.dumps(ref) + "\n")
     compiled = compile_onnx(out_dir, test_path)  # before the gate: it times what will serve
-    result, plot_data = evaluate.evaluate(model, sig, test, train, decl.evaluate)
+    result, plot_data = evaluate.evaluate(model, sig, test, train, decl.evaluate, decl.slices)
     evaluate.write(result, plot_data, out_dir / "metrics.json", out_dir / "plots")
     verdict, measured = gate.run(out_dir, sig, result, test, decl.gates,
-                                 gate.read_champion(champion))
+                                 gate.read_champion(champion), decl.slices)
     atomic_write_text(out_dir / "latency.json", json.dumps(measured, indent=2) + "\n")
     atomic_write_text(out_dir / "gate.json", json.dumps(verdict, indent=2) + "\n")
     return verdict, compiled

@@ -36,7 +36,7 @@ def check_gate(models_dir: Path, repo: Path, lock: dict[str, Any] | None,
     gate = json.loads(gate_path.read_text())
     if not gate.get("passed"):
         failed = [f"{r['rule']} = {r['value']} (threshold {r['threshold']})"
-                  for r in gate["rules"] if r["verdict"] != "pass"]
+                  for r in gate["rules"] if r["verdict"] == "FAIL"]
         raise CommandError("refused: the gate failed: " + "; ".join(failed))
     if gate.get("model_sha256") != file_sha256(model_path):
         raise CommandError(f"refused: {gate_path} was written for another model file; "

@@ -25,7 +25,7 @@ from contracts.modelfile import load_skops
 from contracts.pin import Pin
 from contracts.signature import Signature
 from pipelines import declaration
-from pipelines.declaration.spec import Gates, Latency
+from pipelines.declaration.spec import Gates, Latency, SliceGates, Slices
 from pipelines.metric_names import higher_is_better
 from pipelines.stages import latency
 
@@ -39,10 +39,14 @@ class Rule:
     threshold: float | None
     passed: bool
     note: str = ""
+    # "warn": passed, but the interval reaches past the threshold; "report": not judged.
+    level: str = ""
 
     @property
     def verdict(self) -> str:
-        return "pass" if self.passed else "FAIL"
+        if not self.passed:
+            return "FAIL"
+        return {"warn": "WARN", "report": "report"}.get(self.level, "pass")
 
 
 def baseline_rule(metrics: dict[str, Any]) -> Rule:
@@ -98,6 +102,61 @@ def champion_rules(metrics: dict[str, Any], max_regression: dict[str, float],
     return rules
 
 
+def judge(entry: dict[str, float], threshold: float, higher_better: bool) -> tuple[bool, str]:
+    """(passed, level) of a slice statistic against its threshold, on its interval: fail when
+    the whole interval lies past the threshold, warn when part of it does, pass otherwise."""
+    low, high = entry.get("ci_low", entry["value"]), entry.get("ci_high", entry["value"])
+    if higher_better:
+        return (False, "") if high < threshold else (True, "warn" if low < threshold else "")
+    return (False, "") if low > threshold else (True, "warn" if high > threshold else "")
+
+
+def _interval(entry: dict[str, float]) -> str:
+    if "ci_low" not in entry:
+        return "no interval"
+    return f"interval [{entry['ci_low']:.4f}, {entry['ci_high']:.4f}]"
+
+
+def slice_rules(metrics: dict[str, Any], rules: SliceGates, declared: Slices) -> list[Rule]:
+    """Floors and ceilings per slice, and disparities between the slices of sensitive
+    attributes, each judged on its bootstrap interval (see `judge`)."""
+    out: list[Rule] = []
+    reports = metrics.get("slices") or {}
+    bounds = [(m, v, True) for m, v in rules.floors.items()] + \
+             [(m, v, False) for m, v in rules.ceilings.items()]
+    for column in declared.columns:
+        for value, entry in (reports.get(column) or {}).get("groups", {}).items():
+            for metric, threshold, higher in bounds:
+                name = f"slice {'floor' if higher else 'ceiling'} {metric}: {column}={value}"
+                stat = entry.get(metric)
+                if entry["rows"] < declared.min_rows or stat is None:
+                    why = (f"{entry['rows']} rows < slices.min_rows {declared.min_rows}"
+                           if entry["rows"] < declared.min_rows else "undefined in this slice")
+                    out.append(Rule(name, None, threshold, True, f"{why}: reported, not judged",
+                                    "report"))
+                    continue
+                passed, level = judge(stat, threshold, higher)
+                out.append(Rule(name, stat["value"], threshold, passed,
+                                f"{_interval(stat)}; {entry['rows']} rows", level))
+    for d in rules.disparities:
+        for column in d.columns if d.columns is not None else declared.sensitive:
+            stat = ((reports.get(column) or {}).get("disparity") or {}).get(d.metric) or {}
+            if d.max_difference is not None:
+                kind, threshold, higher = "difference", d.max_difference, False
+            else:
+                kind, threshold, higher = "ratio", d.min_ratio, True
+            name = f"disparity {d.metric} {kind}: {column}"
+            entry = stat.get(kind)
+            if entry is None:
+                out.append(Rule(name, None, threshold, True, "fewer than two slices with "
+                                f"{declared.min_rows}+ rows: reported, not judged", "report"))
+                continue
+            passed, level = judge(entry, threshold, higher)
+            out.append(Rule(name, entry["value"], threshold, passed,
+                            f"{_interval(entry)} between {', '.join(stat['groups'])}", level))
+    return out
+
+
 def latency_rules(measured: dict[str, Any], budgets: Latency) -> list[Rule]:
     """CPU-time budgets per call, single row and batch; the values live in latency.json."""
     rules = []
@@ -112,13 +171,15 @@ def latency_rules(measured: dict[str, Any], budgets: Latency) -> list[Rule]:
 
 
 def run(model_dir: Path, sig: Signature, metrics: dict[str, Any], test: pd.DataFrame,
-        gates: Gates, champion: Pin | None) -> tuple[dict[str, Any], dict[str, Any]]:
+        gates: Gates, champion: Pin | None,
+        declared: Slices | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
     """Evaluate every rule: (what gate.json holds, what latency.json holds)."""
     model_path = Path(model_dir) / "model.skops"
     model = load_skops(model_path)
     rules = [baseline_rule(metrics)] if gates.beat_baseline else []
     rules += bound_rules(metrics, gates)
     rules += champion_rules(metrics, gates.max_regression, champion)
+    rules += slice_rules(metrics, gates.slices, declared or Slices())
     runtime, predict = latency.predictor(model_dir, sig, model)
     measured = {"runtime": runtime, "judged": "cpu_ms",
                 **latency.measure(predict, test, sig, calls=gates.latency.calls,
@@ -162,7 +223,9 @@ def table(result: dict[str, Any], measured: dict[str, Any] | None = None) -> str
         note = f"  ({r['note']})" if r["note"] else ""
         lines.append(f"{r['rule']:<34} {fmt(r['value']):>10} {fmt(r['threshold']):>10}  "
                      f"{r['verdict']}{note}")
-    lines.append(f"gate: {'PASSED' if result['passed'] else 'FAILED'}")
+    warned = sum(r["verdict"] == "WARN" for r in result["rules"])
+    lines.append(f"gate: {'PASSED' if result['passed'] else 'FAILED'}"
+                 + (f" ({warned} warning{'s' * (warned != 1)})" if warned else ""))
     return "\n".join(lines)
 
 
@@ -184,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
     decl = declaration.load(args.declaration)
     result, measured = run(args.model_dir, Signature.read(args.model_dir / "signature.json"),
                            json.loads(args.metrics.read_text()), pd.read_parquet(args.test),
-                           decl.gates, read_champion(args.champion))
+                           decl.gates, read_champion(args.champion), decl.slices)
     atomic_write_text(args.latency, json.dumps(measured, indent=2) + "\n")
     atomic_write_text(args.out, json.dumps(result, indent=2) + "\n")
     print(f"gate: {decl.name}")
