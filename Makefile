@@ -52,7 +52,10 @@ lint: dev  ## ruff
 
 # --- delivery: workflows, Argo, canary, monitoring ---------------------------------------------
 .PHONY: argo-workflow crds workflows-lint monitoring-check dockerfile-lint report github-path
+.PHONY: repro-changed
 BASE ?= origin/main
+# The models a change touches against $(BASE) (`mlops changed`), unless given: MODELS="a b".
+MODELS ?= $(shell $(PY) -m pipelines.changed --base $(BASE))
 SUMMARY ?=
 PLOTS_URL ?=
 
@@ -78,14 +81,13 @@ monitoring-check: system-deps  ## promtool check + unit tests of the alert rules
 dockerfile-lint: dev  ## hadolint on the service image
 	$(VENV)/bin/hadolint service/Dockerfile
 
-report: venv  ## metrics (with intervals) and params vs $(BASE), gate verdicts, plots -> build/report/
+repro-changed: data  ## dvc repro gate@<name> for each model in MODELS (default: touched against $(BASE))
+	$(if $(strip $(MODELS)),dvc repro $(addprefix gate@,$(MODELS)),@echo "no declared model is touched against $(BASE)")
+
+report: venv  ## a section per model in MODELS: gate, metrics vs $(BASE), params, slices, charts -> build/report/
 	@mkdir -p build/report
-	dvc metrics diff --all --json $(BASE) > build/report/metrics-diff.json
-	dvc params diff --json $(BASE) > build/report/params-diff.json
 	dvc plots diff $(BASE) --out build/report/plots > /dev/null
-	$(PY) -m pipelines.report --metrics-diff build/report/metrics-diff.json \
-		--params-diff build/report/params-diff.json --gate models/churn/gate.json \
-		--base $(BASE) --out build/report/report.md \
+	$(PY) -m pipelines.report --base $(BASE) --models $(MODELS) --out build/report/report.md \
 		$(if $(SUMMARY),--summary "$(SUMMARY)") $(if $(PLOTS_URL),--plots-url "$(PLOTS_URL)")
 	@echo "wrote build/report/report.md"
 

@@ -25,6 +25,7 @@ COMMANDS: list[tuple[str, str, str]] = [
     ("history", "pipelines.gitops.history", "every promotion and rollback of an environment"),
     ("sync-aliases", "pipelines.registry.sync_aliases", "make registry aliases follow the pins in git"),
     ("serve", "pipelines.serve", "run the inference service on an environment's pin"),
+    ("changed", "pipelines.changed", "the declared models a change touches against a base revision"),
     ("report", "pipelines.report", "metrics vs the base branch, gate verdicts: the PR report"),
 ]
 

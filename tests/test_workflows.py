@@ -135,16 +135,23 @@ def test_rollback_starts_by_hand_or_from_alertmanager():
     assert 'mlops rollback "$ENVIRONMENT" --push --reason "$REASON"' in runs
 
 
-def test_train_runs_on_data_params_and_pipeline_changes_and_reports_to_reviewers():
+def test_train_trains_and_reports_only_the_models_a_pull_request_touches():
     doc = load("train")
     paths = doc["on"]["pull_request"]["paths"]
-    for wanted in ("data/**", "params.yaml", "dvc.yaml", "dvc.lock", "pipelines/**"):
+    for wanted in ("models/*/model.yaml", "data/**", "params.yaml", "dvc.yaml", "dvc.lock",
+                   "pipelines/**"):
         assert wanted in paths
-    runs = [s["run"] for _, _, s in steps(doc) if "run" in s]
-    assert "dvc repro" in runs
-    assert any(r.startswith("dvc params diff") for r in runs)
-    assert any(r.startswith("dvc metrics diff") for r in runs)
-    assert any(r.startswith("make report") and "GITHUB_STEP_SUMMARY" in r for r in runs)
+    named = {s.get("id"): s for _, _, s in steps(doc) if s.get("id")}
+    assert named["changed"]["run"] == 'mlops changed --base "$BASE"'
+    runs = {s["run"]: s for _, _, s in steps(doc) if "run" in s}
+    # Both the training and the report take the names that step printed.
+    train = runs['make repro-changed MODELS="$MODELS"']
+    assert train["env"]["MODELS"] == "${{ steps.changed.outputs.models }}"
+    report = named["report"]
+    assert report["run"].startswith('make report BASE="$BASE" MODELS="$MODELS"')
+    assert "GITHUB_STEP_SUMMARY" in report["run"]
+    assert report["env"]["MODELS"] == "${{ steps.changed.outputs.models }}"
+    assert "dvc repro" not in runs, "training every model on every pull request"
     comment = next(s for _, _, s in steps(doc) if s.get("uses", "").startswith(
         "actions/github-script@"))
     assert "<!-- gitops-ml:train-report -->" in comment["with"]["script"]
@@ -209,7 +216,7 @@ def test_actions_are_on_the_newest_major_version_actionlint_knows(tmp_path):
 
 
 @pytest.mark.parametrize("target", ["workflows-lint", "crds", "monitoring-check", "report",
-                                    "argo-workflow", "github-path"])
+                                    "repro-changed", "argo-workflow", "github-path"])
 def test_make_targets_the_workflows_call_are_documented(target):
     listed = subprocess.run(["make", "-s", "help"], cwd=ROOT, capture_output=True,
                             text=True, check=False).stdout
