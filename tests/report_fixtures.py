@@ -22,11 +22,13 @@ def declaration(name: str, task: str, **changes: Any) -> dict:
     """A valid declaration of `task`; `changes` replace top-level keys."""
     doc: dict[str, Any] = {
         "name": name, "task": task, "target": "y",
-        "features": {"x1": {"type": "number"}, "Contract": {"type": "category",
-                                                          "categories": ["Monthly", "Yearly"]}},
+        "features": {"x1": {"type": "number"},
+                     "Contract": {"type": "category", "categories": ["Monthly", "Yearly"]},
+                     "gender": {"type": "category", "categories": ["Female", "Male"]}},
         "train": {"estimator": ESTIMATOR[task],
                   "hyperparameters": {ESTIMATOR[task]: {"C" if task != "regression" else "alpha": 1.0}}},
-        "evaluate": {"threshold": 0.5, "confidence": 0.95, "slice_by": ["Contract"]},
+        "evaluate": {"threshold": 0.5, "confidence": 0.95},
+        "slices": {"sensitive": ["gender"], "segments": ["Contract"]},
     }
     if task != "regression":
         doc["classes"] = CLASSES[task]
@@ -41,11 +43,11 @@ def _metric(value: float, width: float) -> dict:
             "ci_high": round(value + width, 6)}
 
 
-def _gate(name: str, failing: str | None) -> dict:
+def _gate(name: str, failing: str | None, extra: list[dict] | None = None) -> dict:
     rules = [{"rule": "beats baseline (log_loss)", "value": -0.15, "threshold": 0.0,
               "passed": True, "note": "", "verdict": "pass"},
              {"rule": "model size MB", "value": 0.2, "threshold": 25.0, "passed": True,
-              "note": "", "verdict": "pass"}]
+              "note": "", "verdict": "pass"}, *(extra or [])]
     if failing:
         rules.insert(1, {"rule": failing, "value": 0.71, "threshold": 0.8, "passed": False,
                          "note": "", "verdict": "FAIL"})
@@ -68,12 +70,29 @@ def binary(name: str, seed: int, signal: float, failing: str | None = None) -> d
                    ("accuracy", 0.8), ("log_loss", 0.45 - signal / 50))},
                "baseline": {"metric": "log_loss", "predicts": "the training class shares",
                             "value": 0.58, "difference": _metric(-0.15, 0.02)},
-               "slices": {"Contract": {
-                   "Monthly": {"rows": 400, "positive_rate": 0.4, "roc_auc": 0.7 + signal / 20,
-                               "recall": 0.6},
-                   "Yearly": {"rows": 200, "positive_rate": 0.1, "roc_auc": 0.75,
-                              "recall": 0.0}}}}
-    return {"metrics": metrics, "gate": _gate(name, failing), "plots": {
+               "slices": {
+                   "Contract": {"kind": "segment", "groups": {
+                       "Monthly": {"rows": 400, "positive_rate": 0.4,
+                                   "roc_auc": _metric(0.7 + signal / 20, 0.03),
+                                   "true_positive_rate": _metric(0.6, 0.05)},
+                       "Yearly": {"rows": 200, "positive_rate": 0.1, "roc_auc": _metric(0.75, 0.08),
+                                  "true_positive_rate": _metric(0.0, 0.0)}}},
+                   "gender": {"kind": "sensitive", "groups": {
+                       "Female": {"rows": 290, "positive_rate": 0.28,
+                                  "true_positive_rate": _metric(0.5 + signal / 20, 0.06),
+                                  "selection_rate": _metric(0.22, 0.03)},
+                       "Male": {"rows": 310, "positive_rate": 0.26,
+                                "true_positive_rate": _metric(0.58, 0.06),
+                                "selection_rate": _metric(0.23, 0.03)}},
+                       "disparity": {"true_positive_rate": {
+                           "groups": ["Female", "Male"],
+                           "difference": _metric(0.08 - signal / 20, 0.07), "ratio": None}}}}}
+    disparity = {"rule": "disparity true_positive_rate difference: gender",
+                 "value": round(0.08 - signal / 20, 6), "threshold": 0.15, "passed": True,
+                 "note": "interval between Female, Male", "verdict": "WARN", "level": "warn"}
+    yearly = {"rule": "slice floor roc_auc: Contract=Yearly", "value": 0.75, "threshold": 0.65,
+              "passed": True, "note": "interval [0.67, 0.83]; 200 rows", "verdict": "pass"}
+    return {"metrics": metrics, "gate": _gate(name, failing, [disparity, yearly]), "plots": {
         "roc": [{"fpr": float(a), "tpr": float(b), "threshold": float(min(c, 1.0))}
                 for a, b, c in zip(fpr, tpr, thr)],
         "prc": [{"precision": float(p), "recall": float(r), "threshold": float(t)}

@@ -49,7 +49,7 @@ def charts(text: str) -> list[dict]:
         assert title and x_axis and y_axis, lines[:5]
         series = []
         for line in lines[5:]:
-            values = re.fullmatch(r"    line \[(.*)\]", line)
+            values = re.fullmatch(r"    (?:line|bar) \[(.*)\]", line)
             assert values, line
             numbers = values[1].split(", ")
             assert all(NUMBER.fullmatch(v) for v in numbers), line
@@ -105,7 +105,9 @@ def test_binary_section_compares_metrics_params_slices_and_draws_roc_and_pr(repo
     text = report(repo, "churn")
     assert text.startswith(MARKER + "\n## Model report: churn vs `main`")
     churn = section(text, "churn")
-    assert "### churn (binary)" in churn and "**Gates: passed** (2 of 2 rules) ✅" in churn
+    assert "### churn (binary)" in churn
+    assert ("**Gates: passed** (4 of 4 judged rules; 1 warning: disparity true_positive_rate "
+            "difference: gender) ✅") in churn
     assert "#### Test metrics vs `main` on 600 test rows (95% bootstrap intervals)" in churn
     assert row(churn, "roc_auc") == ("| roc_auc | 0.8000 [0.7800, 0.8200] | 0.8500 [0.8300, "
                                      "0.8700] | ▲ +0.0500 (better) |")
@@ -113,9 +115,9 @@ def test_binary_section_compares_metrics_params_slices_and_draws_roc_and_pr(repo
     assert row(churn, "log_loss").endswith("| ▼ -0.0100 (within base interval) |")
     assert "Outside the base branch's interval: roc_auc, pr_auc, recall." in churn
     assert row(churn, "`evaluate.threshold`") == "| `evaluate.threshold` | `0.5` | `0.4` |"
-    assert row(churn, "Contract = Monthly") == ("| Contract = Monthly | 400 | 0.4000 | 0.6000 "
-                                                "| 0.7750 (+0.0250) |")
-    roc, prc = charts(churn)
+    assert row(churn, "Contract = Monthly") == (
+        "| Contract = Monthly | 400 | 0.4000 | 0.7750 [0.7450, 0.8050] | 0.6000 [0.5500, 0.6500] |")
+    roc, prc, fairness = charts(churn)
     assert (roc["title"], roc["x"], roc["y"]) == ("ROC", "false positive rate",
                                                   "true positive rate")
     mine, main, chance = roc["lines"]
@@ -127,6 +129,12 @@ def test_binary_section_compares_metrics_params_slices_and_draws_roc_and_pr(repo
     assert prc["title"] == "Precision-Recall" and len(prc["lines"]) == 2
     assert prc["lines"][0][0] == 1 and prc["lines"][0] == sorted(prc["lines"][0], reverse=True)
     assert "| **Yes** |" in churn  # the confusion matrix
+    # A section per sensitive attribute: each group's rates, the disparity verdict, a chart.
+    assert "#### Fairness: gender (sensitive attribute)" in churn
+    assert row(churn, "gender = Female").startswith("| gender = Female | 290 | 0.2800 | 0.5750 ")
+    assert "⚠️ WARN" in row(churn, "disparity true_positive_rate difference: gender")
+    assert fairness["title"] == "true_positive_rate by gender" and fairness["x"] == "gender"
+    assert fairness["lines"] == [[0.575, 0.58], [0.55, 0.58]]
     assert "`dvc plots diff main` (HTML in build/report/plots/)" in text
 
 
@@ -165,7 +173,7 @@ def test_a_failed_gate_is_the_headline_with_its_rule_table_open(repo):
     write_model(repo, "churn", binary("churn", 1, 0.5, failing="floor roc_auc"))
     text = report(repo, "churn")
     churn = section(text, "churn")
-    assert "**Gates: FAILED** (1 of 3 rules: floor roc_auc) ❌" in churn
+    assert "**Gates: FAILED** (1 of 5 rules: floor roc_auc) ❌" in churn
     assert "<details open><summary>Gate rules</summary>" in churn
     assert row(churn, "floor roc_auc") == "| floor roc_auc | 0.7100 | 0.8000 | ❌ FAIL |  |"
     assert row(text, "churn").startswith("| churn | binary | ❌ FAILED | roc_auc |")
@@ -194,10 +202,10 @@ def test_charts_are_left_out_when_the_report_would_not_fit_a_comment(repo):
     for name in ("churn", "wine", "diabetes"):
         edit_declaration(repo, name, description="tuned")
     full = report(repo, "churn", "diabetes", "wine")
-    assert len(charts(full)) == 5
+    assert len(charts(full)) == 6  # ROC, PR and fairness (churn), ROC (wine), two (diabetes)
     assert full.index("### churn") < full.index("### diabetes") < full.index("### wine")
     short = report(repo, "churn", "diabetes", "wine", limit=len(full) - 1)
-    assert "```mermaid" not in short and short.count(LEFT_OUT) == 5
+    assert "```mermaid" not in short and short.count(LEFT_OUT) == 6
     assert "| `description` | — | `tuned` |" in short
 
 
@@ -280,7 +288,7 @@ def test_outputs_older_than_their_inputs_are_not_reported_as_this_branch(tmp_pat
             in churn)
     assert "Test metrics" not in churn and "| `evaluate.threshold` | `0.5` | `0.3` |" in churn
     subprocess.run([*dvc, "repro", "-q"], cwd=repo, check=True, capture_output=True)
-    assert "**Gates: passed** (1 of 1 rules)" in section(report(repo, "churn"), "churn")
+    assert "**Gates: passed** (1 of 1 judged rules)" in section(report(repo, "churn"), "churn")
     edit_declaration(repo, "churn", evaluate__threshold=0.1)
     failed = subprocess.run([*dvc, "repro", "-q"], cwd=repo, capture_output=True)
     assert failed.returncode != 0

@@ -32,6 +32,7 @@ class Series:
     label: str
     colour: str
     values: Sequence[float]
+    kind: str = "line"  # or "bar"
 
 
 def _quote(text: str) -> str:
@@ -60,7 +61,8 @@ def number(value: float, decimals: int) -> str:
 def xychart(title: str, x_title: str, y_title: str, series: list[Series], *,
             x_range: tuple[float, float] | None = None, x_labels: Sequence[str] | None = None,
             y_range: tuple[float, float] | None = None) -> str:
-    """A fenced ```mermaid block: one line per series, on a numeric x range or on labels."""
+    """A fenced ```mermaid block: one line (or bar) per series, on a numeric x range or on
+    labels."""
     if (x_range is None) == (x_labels is None):
         raise ValueError("give either x_range or x_labels")
     positions = len(x_labels) if x_labels is not None else len(series[0].values)
@@ -80,7 +82,7 @@ def xychart(title: str, x_title: str, y_title: str, series: list[Series], *,
         y_axis += f" {number(y_range[0], 6)} --> {number(y_range[1], 6)}"
     lines = ["```mermaid", f"%%{{init: {json.dumps(init)}}}%%", "xychart-beta",
              f"    title {_quote(title)}", f"    {x_axis}", f"    {y_axis}"]
-    lines += [f"    line [{', '.join(number(v, decimals) for v in s.values)}]" for s in series]
+    lines += [f"    {s.kind} [{', '.join(number(v, decimals) for v in s.values)}]" for s in series]
     return "\n".join(lines + ["```"])
 
 

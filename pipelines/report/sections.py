@@ -13,11 +13,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from pipelines.report.charts import BLUE, ORANGE, Series, legend, xychart
 from pipelines.report.curves import CURVES
 from pipelines.report.inputs import ModelView
-from pipelines.report.tables import level, metric_table, num, table, versus
+from pipelines.report.tables import interval, level, metric_table, num, table, versus
 
 MAX_CONFUSION_CLASSES = 12
+MARKS = {"pass": "✅ ", "WARN": "⚠️ ", "report": "ℹ️ ", "FAIL": "❌ "}
 MAX_VALUE_CHARS = 60
 
 
@@ -39,8 +41,8 @@ def verdict(view: ModelView) -> str:
     if view.problem or gate is None:
         return "no verdict"
     rules = gate.get("rules") or []
-    return "✅ passed" if gate.get("passed") and all(r.get("verdict") == "pass" for r in rules) \
-        else "❌ FAILED"
+    return "✅ passed" if gate.get("passed") and not any(r.get("verdict") == "FAIL"
+                                                         for r in rules) else "❌ FAILED"
 
 
 def headline(view: ModelView) -> str:
@@ -52,9 +54,13 @@ def headline(view: ModelView) -> str:
         return ("**Gates: no verdict**: the pipeline stopped before the gate stage; see the "
                 "job log.")
     rules = gate.get("rules") or []
-    failed = [r for r in rules if r.get("verdict") != "pass"]
+    failed = [r for r in rules if r.get("verdict") == "FAIL"]
     if gate.get("passed") and not failed:
-        return f"**Gates: passed** ({len(rules)} of {len(rules)} rules) ✅"
+        warned = [r for r in rules if r.get("verdict") == "WARN"]
+        judged = [r for r in rules if r.get("verdict") != "report"]
+        note = (f"; {len(warned)} warning{'s' * (len(warned) != 1)}: "
+                f"{', '.join(str(r.get('rule')) for r in warned)}" if warned else "")
+        return f"**Gates: passed** ({len(judged)} of {len(judged)} judged rules{note}) ✅"
     names = ", ".join(str(r.get("rule", "?")) for r in failed) or "see the table"
     return f"**Gates: FAILED** ({len(failed)} of {len(rules)} rules: {names}) ❌"
 
@@ -67,10 +73,10 @@ def gate(view: ModelView) -> list[Block]:
     rules = (view.new.gate or {}).get("rules") or []
     if rules:
         rows = [[str(r.get("rule", "?")), num(r.get("value")), num(r.get("threshold")),
-                 "✅ pass" if r.get("verdict") == "pass" else f"❌ {r.get('verdict')}",
+                 MARKS.get(str(r.get("verdict")), "❌ ") + str(r.get("verdict")),
                  str(r.get("note") or "")] for r in rules]
-        # Folded away when every rule passed; open when one failed.
-        opening = "<details open>" if any(r.get("verdict") != "pass" for r in rules) \
+        # Folded away when every rule passed; open when one failed or warned.
+        opening = "<details open>" if any(r.get("verdict") in ("FAIL", "WARN") for r in rules) \
             else "<details>"
         rules_table = table(["rule", "value", "threshold", "verdict", "note"], rows)
         body = f"{opening}<summary>Gate rules</summary>\n\n{rules_table}\n\n</details>"
@@ -162,15 +168,89 @@ def _compare_rows(new: dict, old: dict, label: str) -> tuple[list[str], list[lis
     return fields, rows
 
 
-def slices(view: ModelView) -> list[Block]:
-    """One table per sliced column: each value's rows and metrics, with the change."""
+def _metric_cell(entry: Any) -> str:
+    if not isinstance(entry, dict):
+        return "—"
+    return interval(entry.get("value"), entry.get("ci_low"), entry.get("ci_high"))
+
+
+def _slice_table(report: dict[str, Any], old: dict[str, Any], column: str) -> str:
+    groups = report.get("groups") or {}
+    names = [k for k in next(iter(groups.values()), {}) if k not in ("rows", "positive_rate")]
+    header = ["slice", "rows", *(["positive rate"] if any("positive_rate" in g for g in
+                                                          groups.values()) else []), *names]
+    rows = []
+    for value, entry in groups.items():
+        before = ((old.get("groups") or {}).get(value) or {})
+        cells = [f"{column} = {value}", versus(entry.get("rows"), before.get("rows"))]
+        if "positive_rate" in entry:
+            cells.append(num(entry["positive_rate"]))
+        rows.append(cells + [_metric_cell(entry.get(n)) for n in names])
+    return table(header, rows)
+
+
+def _rules_about(view: ModelView, column: str) -> list[dict]:
+    rules = (view.new.gate or {}).get("rules") or []
+    return [r for r in rules if str(r.get("rule", "")).endswith(f": {column}")
+            or f": {column}=" in str(r.get("rule", ""))]
+
+
+def fairness(view: ModelView) -> list[Block]:
+    """One block per sensitive attribute: each group's metrics with intervals, the disparity
+    verdicts, and the judged metric per group drawn as bars (this branch) and a line (base)."""
     new = (view.new.metrics or {}).get("slices") or {}
     old = (view.old.metrics or {}).get("slices") or {}
     blocks = []
-    for column, values in new.items():
-        fields, rows = _compare_rows(values, old.get(column) or {}, f"{column} = ")
-        blocks.append(Block(f"Slices by {column} (change vs `{view.base}` in brackets)",
-                            table(["slice", *fields], rows)))
+    for column, report in new.items():
+        if not isinstance(report, dict) or report.get("kind") != "sensitive":
+            continue
+        parts = [_slice_table(report, old.get(column) or {}, column)]
+        rules = [r for r in _rules_about(view, column) if str(r["rule"]).startswith("disparity")]
+        if rules:
+            parts.append(table(["rule", "value", "threshold", "verdict", "note"], [
+                [str(r["rule"]), num(r.get("value")), num(r.get("threshold")),
+                 MARKS.get(str(r.get("verdict")), "") + str(r.get("verdict")),
+                 str(r.get("note") or "")] for r in rules]))
+        metric = next((str(r["rule"]).split()[1] for r in rules), None) or next(
+            (n for n in ("true_positive_rate", "accuracy", "mae")
+             if n in next(iter(report["groups"].values()), {})), None)
+        chart = _fairness_chart(column, metric, report, old.get(column) or {}, view.base)
+        if chart:
+            parts.append(chart)
+        blocks.append(Block(f"Fairness: {column} (sensitive attribute)", "\n\n".join(parts),
+                            chart=bool(chart)))
+    return blocks
+
+
+def _fairness_chart(column: str, metric: str | None, report: dict, old: dict, base: str) -> str:
+    if metric is None:
+        return ""
+    groups = [g for g, e in report["groups"].items() if isinstance(e.get(metric), dict)]
+    if not groups:
+        return ""
+    series = [Series("this branch", BLUE, [report["groups"][g][metric]["value"] for g in groups],
+                     "bar")]
+    before = [((old.get("groups") or {}).get(g) or {}).get(metric) for g in groups]
+    if all(isinstance(b, dict) for b in before):
+        series.append(Series(f"`{base}`", ORANGE, [b["value"] for b in before]))
+    return (xychart(f"{metric} by {column}", column, metric, series, x_labels=groups) + "\n"
+            + legend(series))
+
+
+def slices(view: ModelView) -> list[Block]:
+    """One table per business segment column: each value's rows and metrics with intervals."""
+    new = (view.new.metrics or {}).get("slices") or {}
+    old = (view.old.metrics or {}).get("slices") or {}
+    blocks = []
+    for column, report in new.items():
+        if not isinstance(report, dict) or report.get("kind") == "sensitive":
+            continue
+        parts = [_slice_table(report, old.get(column) or {}, column)]
+        verdicts = [r for r in _rules_about(view, column) if r.get("verdict") != "pass"]
+        if verdicts:
+            parts.append("\n".join(f"- {MARKS.get(str(r['verdict']), '')}{r['rule']}: "
+                                    f"{r.get('note') or ''}" for r in verdicts))
+        blocks.append(Block(f"Segments by {column}", "\n\n".join(parts)))
     return blocks
 
 
@@ -212,7 +292,8 @@ def data(view: ModelView) -> list[Block]:
                         [[f"`{new.get('source', '?')}`", *cells]]))]
 
 
-SECTIONS: list[Section] = [gate, metrics, parameters, curves, slices, per_class, confusion, data]
+SECTIONS: list[Section] = [gate, metrics, parameters, curves, fairness, slices, per_class,
+                           confusion, data]
 
 
 def render_model(view: ModelView, sections: list[Section] = SECTIONS) -> list[Block]:
