@@ -38,10 +38,12 @@ repro: data  ## dvc repro: the pipeline alone
 demo: venv  ## the main job end to end on the embedded defaults, in a throwaway clone
 	$(PY) -m pipelines.demo
 
-system-deps:  ## Debian packages the tests need (prometheus, promtool)
-	@if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null; then \
-		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null; \
-		else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null; fi; \
+SYSTEM_PACKAGES := prometheus postgresql
+system-deps:  ## Debian packages the tests need (prometheus + promtool, PostgreSQL)
+	@if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null \
+			|| ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SYSTEM_PACKAGES) >/dev/null; \
+		else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SYSTEM_PACKAGES) >/dev/null; fi; \
 	fi
 
 test: dev system-deps  ## the test suite

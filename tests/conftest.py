@@ -14,8 +14,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # Fixture modules of the promotion and service tests, loaded once for the whole session.
 pytest.register_assert_rewrite("gitops_fixtures", "service_fixtures", "servers",
-                               "pipeline_fixtures")
-pytest_plugins = ["gitops_fixtures", "service_fixtures", "pipeline_fixtures"]
+                               "pipeline_fixtures", "db_fixtures")
+pytest_plugins = ["gitops_fixtures", "service_fixtures", "pipeline_fixtures", "db_fixtures"]
 
 # Tools never phone home from the tests, and the venv's `python`/`dvc` run the stages.
 os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"

@@ -1,0 +1,48 @@
+"""Applying the schema: `upgrade(url)` runs the Alembic migrations up to head; `status(url)`
+says whether a database is at head (what the service checks before logging to it)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlalchemy import create_engine
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+
+
+def _config(url: str):
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return cfg
+
+
+def head() -> str:
+    """The newest revision the code knows."""
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(_config("sqlite://")).get_current_head()
+
+
+def current(url: str) -> str | None:
+    """The revision the database at `url` is at (None: never migrated)."""
+    from alembic.runtime.migration import MigrationContext
+
+    engine = create_engine(url)
+    try:
+        with engine.connect() as connection:
+            return MigrationContext.configure(connection).get_current_revision()
+    finally:
+        engine.dispose()
+
+
+def upgrade(url: str) -> tuple[str | None, str]:
+    """Bring the database at `url` to head; return (revision before, revision after)."""
+    from alembic import command
+
+    before = current(url)
+    if url.startswith("sqlite:///"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    command.upgrade(_config(url), "head")
+    return before, head()
