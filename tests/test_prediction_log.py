@@ -6,8 +6,6 @@ import secrets
 import threading
 from datetime import UTC, datetime, timedelta
 
-import pytest
-
 from contracts.prediction_log import migrate
 from contracts.prediction_log.store import PredictionLog
 
