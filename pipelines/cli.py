@@ -27,6 +27,10 @@ COMMANDS: list[tuple[str, str, str]] = [
     ("serve", "pipelines.serve", "run the inference service on an environment's pin"),
     ("changed", "pipelines.changed", "the declared models a change touches against a base revision"),
     ("report", "pipelines.report", "metrics vs the base branch, gate verdicts: the PR report"),
+    ("db", "pipelines.predictions.database", "the prediction log's database: upgrade or check it"),
+    ("collect", "pipelines.predictions.collect",
+     "labelled production rows of a model into its next training data"),
+    ("prune", "pipelines.predictions.prune", "delete predictions past their model's retention"),
 ]
 
 

@@ -29,7 +29,7 @@ for key, value in {"GIT_AUTHOR_NAME": "Test Person", "GIT_AUTHOR_EMAIL": "test@e
     os.environ.setdefault(key, value)
 
 PROJECT_FILES = ("dvc.yaml", "params.yaml", ".dvcignore", ".gitignore", "pyproject.toml")
-PROJECT_DIRS = ("pipelines", "contracts", ".dvc", "environments", "models", "data/source")
+PROJECT_DIRS = ("pipelines", "contracts", ".dvc", "environments", "models", "data")
 
 
 def run(cmd: list[str], cwd: Path, check: bool = True,
@@ -90,7 +90,7 @@ def trained_project(tmp_path_factory) -> Path:
     import pipeline_fixtures
 
     repo = make_project(tmp_path_factory.mktemp("trained") / "repo")
-    run([sys.executable, "-m", "pipelines.source", "telco_churn.csv"], repo)
+    run([sys.executable, "-m", "pipelines.source"], repo)
     run(["git", "tag", "before-onboarding"], repo)
     for name, (maker, target, _) in ONBOARDED.items():
         pipeline_fixtures.write_csv(getattr(pipeline_fixtures, maker)(),

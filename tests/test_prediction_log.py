@@ -11,10 +11,12 @@ from contracts.prediction_log.store import PredictionLog
 
 
 def prediction(model: str = "churn", version: int = 1, label: str = "Yes", value=None,
-               at: datetime | None = None, **features) -> dict:
+               at: datetime | None = None, keep_days: int | None = 90, **features) -> dict:
+    at = at or datetime.now(UTC)
     return {"id": secrets.token_hex(16), "model": model, "version": version, "digest": "a" * 64,
-            "environment": "production", "variant": None,
-            "created_at": at or datetime.now(UTC), "features": features or {"tenure": 3},
+            "environment": "production", "variant": None, "created_at": at,
+            "expires_at": None if keep_days is None else at + timedelta(days=keep_days),
+            "features": features or {"tenure": 3},
             "predicted_label": None if value is not None else label,
             "predicted_value": value, "output": {"prediction": value or label}}
 
@@ -103,5 +105,8 @@ def test_labelled_rows_come_back_with_features_and_pruning_removes_old_ones(log_
                                                             ({"tenure": 2}, "Yes")]
     assert [r["id"] for r in log.labelled("churn", since=now - timedelta(days=7))] == [
         recent["id"]]
-    assert log.prune(now - timedelta(days=90)) == {"predictions": 1, "labelled": 1}
-    assert log.count("churn") == {"predictions": 2, "labelled": 1}
+    kept_forever = prediction(at=now - timedelta(days=400), keep_days=None)
+    log.write([kept_forever])
+    assert log.prune(now) == {"predictions": 1, "labelled": 1}  # the 100-day-old one
+    assert log.count("churn") == {"predictions": 3, "labelled": 1}
+    assert log.prune(before=now - timedelta(days=30)) == {"predictions": 1, "labelled": 0}

@@ -28,6 +28,9 @@ predictions = Table(
     # The A/B variant that answered (null outside an A/B test).
     Column("variant", String(32), nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    # When `mlops prune` may delete it: the model's declared retention after created_at
+    # (null: kept until deleted by hand).
+    Column("expires_at", DateTime(timezone=True), nullable=True),
     # The features as received, without the columns the declaration says are never logged.
     Column("features", JSON, nullable=False),
     # What was answered: the label (classifiers) or the value (regression), and the full output.
@@ -36,6 +39,7 @@ predictions = Table(
     Column("output", JSON, nullable=False),
 )
 Index("ix_predictions_model_created", predictions.c.model, predictions.c.created_at)
+Index("ix_predictions_expires", predictions.c.expires_at)
 
 feedback = Table(
     "feedback", metadata,

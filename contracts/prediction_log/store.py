@@ -168,9 +168,14 @@ class PredictionLog:
             return {"predictions": connection.execute(p).scalar_one(),
                     "labelled": connection.execute(f).scalar_one()}
 
-    def prune(self, before: datetime, model: str | None = None) -> dict[str, int]:
-        """Delete predictions made before `before` (and their labels); return the counts."""
-        old = predictions.c.created_at < before
+    def prune(self, now: datetime | None = None, *, before: datetime | None = None,
+              model: str | None = None) -> dict[str, int]:
+        """Delete the predictions (and their labels) whose retention ran out by `now`, or,
+        with `before`, every one made before it; return the counts."""
+        if before is not None:
+            old = predictions.c.created_at < before
+        else:
+            old = predictions.c.expires_at < (now or datetime.now(UTC))
         if model is not None:
             old = and_(old, predictions.c.model == model)
         with self.engine.begin() as connection:

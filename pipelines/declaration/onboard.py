@@ -2,7 +2,8 @@
 
 Drafts models/NAME/model.yaml from the data, adds NAME to params.yaml's `models:` (so every
 dvc.yaml stage runs for it) and its plots to dvc.yaml, gives it an empty pin and overlay in
-every environment, and has DVC track the data when neither git nor DVC does. It prints what
+every environment, starts its (empty) file of collected production rows, and has DVC track the
+data when neither git nor DVC does. It prints what
 it inferred and what to check before committing. It refuses a taken or invalid name, a target
 that is missing or holds one value, or a file it cannot read, and then writes nothing.
 """
@@ -10,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import re
-import subprocess
 from pathlib import Path
 
 import yaml
@@ -21,6 +21,8 @@ from pipelines.declaration.draft import Draft, DraftError, draft
 from pipelines.errors import CommandError
 from pipelines.gitops import environments
 from pipelines.gitops import git as gitops
+from pipelines.predictions.collect import empty_frame
+from pipelines.source import dvc_add
 from pipelines.stages.ingest import IngestError, read_source
 
 PLOTS = {
@@ -146,10 +148,13 @@ def new_model(repo: Path, name: str, data: Path, target: str, task: str | None =
 
     params = repo / "params.yaml"
     dvc_yaml = repo / "dvc.yaml"
+    collected = f"data/{name}/production.csv"
     before = {p: p.read_text() for p in (params, dvc_yaml)}
     contents = {
         declaration.path_of(repo, name): render(d, Path(rel)),
-        params: add_to_block(before[params], "models", f"  {name}:\n    source: {rel}\n"),
+        repo / collected: empty_frame(d.declaration).to_csv(index=False),
+        params: add_to_block(before[params], "models",
+                             f"  {name}:\n    source: {rel}\n    production: {collected}\n"),
         dvc_yaml: add_to_block(before[dvc_yaml], "plots", plot_definitions(name, d.declaration.task)),
         **environments.overlay_files(repo, name),
     }
@@ -164,12 +169,9 @@ def new_model(repo: Path, name: str, data: Path, target: str, task: str | None =
         for target_path, text in contents.items():
             atomic_write_text(target_path, text)
             written.append(target_path)
-        if tracked(repo, path) is None:
-            proc = subprocess.run(["dvc", "add", "--quiet", rel], cwd=repo, capture_output=True,
-                                  text=True, check=False)
-            if proc.returncode != 0:
-                raise CommandError(f"dvc add {rel} failed: {(proc.stderr or proc.stdout).strip()}")
-            written += [path.with_name(path.name + ".dvc"), path.parent / ".gitignore"]
+        for data_file in ([path] if tracked(repo, path) is None else []) + [repo / collected]:
+            dvc_add(repo, data_file)
+            written += [data_file.with_name(data_file.name + ".dvc"), data_file.parent / ".gitignore"]
     except BaseException:
         for p in written:  # nothing half-written: put every file back as it was
             if p in before:

@@ -106,6 +106,18 @@ class Slices(_Strict):
         return list(dict.fromkeys([*self.sensitive, *self.segments]))
 
 
+class Production(_Strict):
+    """What happens to labelled production rows (`mlops collect`) and for how long they stay."""
+
+    # Appended to the declared source for training, or not used.
+    combine: Literal["append", "none"] = "append"
+    # The newest share of collected rows never trains: it judges a retrained model on recent
+    # data (the "recent" metrics of metrics.json).
+    holdout: float = Field(0.2, ge=0, lt=1)
+    # Days the prediction log keeps this model's predictions; `mlops prune` deletes the rest.
+    retention_days: int | None = Field(90, ge=1)
+
+
 class Budget(_Strict):
     """Milliseconds of CPU time per call a model may cost, at two percentiles."""
 
@@ -199,6 +211,7 @@ class Declaration(_Strict):
     evaluate: Evaluate = Field(default_factory=Evaluate)
     slices: Slices = Field(default_factory=Slices)
     gates: Gates = Field(default_factory=Gates)
+    production: Production = Field(default_factory=Production)
 
     @field_validator("name")
     @classmethod
@@ -288,4 +301,4 @@ class Declaration(_Strict):
             positive_class=self.positive_class,
             features=[Feature(name=n, type=f.type, categories=f.categories, min=f.min,
                               max=f.max, nullable=f.nullable) for n, f in self.features.items()],
-            never_log=list(self.never_log))
+            never_log=list(self.never_log), retention_days=self.production.retention_days)

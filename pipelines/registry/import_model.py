@@ -174,7 +174,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
     tags = {"git_commit": lineage.git_commit(repo), "imported_from": args.path.name,
             "imported_sha256": file_sha256(args.path), "data_hash": "unknown"}
-    tags.update(lineage.data_hashes(lineage.read_lock(repo), name))
+    tags.update(lineage.data_hashes(lineage.read_lock(repo), name,
+                                       declaration.sources(repo).get(name)))
     info = register(out_dir, name, repo, example=test.head(5),
                     params=decl.model_dump(mode="json", exclude={"features", "description", "train"}),
                     tags=tags, gate=verdict, description=decl.description,

@@ -142,7 +142,7 @@ def publish_outputs(info: VersionInfo) -> None:
 def pipeline_tags(repo: Path, lock: dict[str, Any], model: str) -> dict[str, str]:
     tags = {"git_commit": lineage.git_commit(repo),
             "git_dirty": str(lineage.git_dirty(repo)).lower(), "data_hash": "unknown"}
-    tags.update(lineage.data_hashes(lock, model))
+    tags.update(lineage.data_hashes(lock, model, declaration.sources(repo).get(model)))
     return tags
 
 

@@ -20,6 +20,7 @@ from pipelines.declaration.spec import Evaluate, Slices
 from pipelines.metric_names import BASELINE_METRIC, key_metrics
 from pipelines.stages import scoring
 from pipelines.stages.features import features, target
+from pipelines.stages.ingest import AT, ORIGIN
 from pipelines.stages.slices import slice_report
 
 PLOT_POINTS = 200
@@ -176,7 +177,22 @@ def evaluate(model, sig: Signature, test: pd.DataFrame, train: pd.DataFrame,
     if sig.task == "multiclass":
         result["per_class"] = per_class(outcome)
     result["slices"] = slices(test, outcome, params, declared)
+    if recent := recent_metrics(model, sig, test, params):
+        result["recent"] = recent
     return result, plots(outcome)
+
+
+def recent_metrics(model, sig: Signature, test: pd.DataFrame,
+                   params: Evaluate) -> dict[str, Any] | None:
+    """The key metrics on the recent production holdout alone (None without one)."""
+    if ORIGIN not in test.columns:
+        return None
+    recent = test[test[ORIGIN] == "production"].reset_index(drop=True)
+    if len(recent) < 2:
+        return None
+    at = pd.to_datetime(recent[AT], utc=True)
+    return {"rows": len(recent), "from": at.min().isoformat(), "to": at.max().isoformat(),
+            **score(Outcome(model, sig, recent, params.threshold), params)}
 
 
 def write(result: dict[str, Any], plot_data: dict[str, Any], metrics_path: Path,

@@ -25,12 +25,14 @@ def upgrade() -> None:
         sa.Column("environment", sa.String(64), nullable=False),
         sa.Column("variant", sa.String(32), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("expires_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("features", sa.JSON, nullable=False),
         sa.Column("predicted_label", sa.String(256), nullable=True),
         sa.Column("predicted_value", sa.Float, nullable=True),
         sa.Column("output", sa.JSON, nullable=False),
     )
     op.create_index("ix_predictions_model_created", "predictions", ["model", "created_at"])
+    op.create_index("ix_predictions_expires", "predictions", ["expires_at"])
     op.create_table(
         "feedback",
         sa.Column("prediction_id", sa.String(32),
@@ -47,5 +49,6 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_index("ix_feedback_received", "feedback")
     op.drop_table("feedback")
+    op.drop_index("ix_predictions_expires", "predictions")
     op.drop_index("ix_predictions_model_created", "predictions")
     op.drop_table("predictions")
