@@ -25,10 +25,17 @@ def head() -> str:
     return ScriptDirectory.from_config(_config("sqlite://")).get_current_head()
 
 
+def _sqlite_file(url: str) -> Path | None:
+    return Path(url.removeprefix("sqlite:///")) if url.startswith("sqlite:///") else None
+
+
 def current(url: str) -> str | None:
     """The revision the database at `url` is at (None: never migrated)."""
     from alembic.runtime.migration import MigrationContext
 
+    path = _sqlite_file(url)
+    if path is not None and not path.exists():
+        return None  # asking must not create the file
     engine = create_engine(url)
     try:
         with engine.connect() as connection:
@@ -41,8 +48,8 @@ def upgrade(url: str) -> tuple[str | None, str]:
     """Bring the database at `url` to head; return (revision before, revision after)."""
     from alembic import command
 
+    if (path := _sqlite_file(url)) is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
     before = current(url)
-    if url.startswith("sqlite:///"):
-        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     command.upgrade(_config(url), "head")
     return before, head()

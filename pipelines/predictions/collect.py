@@ -82,10 +82,11 @@ def collect(repo: Path, name: str, since: datetime | None = None,
         database.require_current(database.url(repo))
         log = PredictionLog(database.url(repo))
     rows = log.labelled(name, since)
-    result = validate(to_frame(rows, decl), decl)
+    frame = to_frame(rows, decl)
+    result = validate(frame, decl)
     before = set(pd.read_csv(out, dtype=str)[ID]) if out.is_file() else set()
-    kept = result.valid
-    valid = pd.DataFrame({c: kept[c] for c in empty_frame(decl).columns}) if len(kept) \
+    # The valid rows as they were logged (text), in the collected file's column order.
+    valid = frame[frame[ID].isin(set(result.valid[ID]))] if len(result.valid) \
         else empty_frame(decl)
     report = {
         "model": name,

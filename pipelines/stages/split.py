@@ -1,7 +1,9 @@
 """Stage `split`: a seeded train/test split of the validated data (stratified for classifiers).
 
-The newest share of production rows (the declaration's `production.holdout`) never trains:
-it joins the test rows, so a retrained model is also judged on what production saw lately."""
+The source rows split exactly as they would without production rows (same seed, same test
+rows, so versions stay comparable). Collected production rows train, except the newest share
+(the declaration's `production.holdout`), which joins the test rows: a retrained model is also
+judged on what production saw lately."""
 from __future__ import annotations
 
 import argparse
@@ -29,12 +31,15 @@ def recent_holdout(frame: pd.DataFrame, decl: Declaration) -> pd.Series:
 
 
 def split(frame: pd.DataFrame, decl: Declaration) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Split keeping each class's share equal in both parts (classifiers); the recent
-    production holdout goes to the test part whole."""
+    """Split the source rows keeping each class's share equal in both parts (classifiers);
+    production rows train, but for the recent holdout, which is tested."""
+    if ORIGIN not in frame.columns:
+        return _split(frame, decl)
     held = recent_holdout(frame, decl)
-    rest = frame[~held]
-    train, test = _split(rest, decl)
-    return train, pd.concat([test, frame[held]], ignore_index=True)
+    production = (frame[ORIGIN] == "production").to_numpy()
+    train, test = _split(frame[~production].reset_index(drop=True), decl)
+    return (pd.concat([train, frame[production & ~held]], ignore_index=True),
+            pd.concat([test, frame[held]], ignore_index=True))
 
 
 def _split(frame: pd.DataFrame, decl: Declaration) -> tuple[pd.DataFrame, pd.DataFrame]:
