@@ -31,6 +31,8 @@ COMMANDS: list[tuple[str, str, str]] = [
     ("collect", "pipelines.predictions.collect",
      "labelled production rows of a model into its next training data"),
     ("prune", "pipelines.predictions.prune", "delete predictions past their model's retention"),
+    ("retrain-summary", "pipelines.predictions.retrain",
+     "collected rows and recent-holdout metrics against the champion, for a retrain PR"),
 ]
 
 
