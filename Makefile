@@ -45,7 +45,7 @@ system-deps:  ## Debian packages the tests need (prometheus, promtool)
 		else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null; fi; \
 	fi
 
-test: dev system-deps  ## the test suite
+test: dev system-deps image-deps  ## the test suite
 	$(PY) -m pytest
 
 lint: dev  ## ruff
@@ -102,8 +102,8 @@ bench-serving: venv  ## wrk: this service vs `mlflow models serve` on the same r
 	@command -v wrk >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
 	benchmarks/serving.sh
 
-# --- locks ----------------------------------------------------------------------------------------
-.PHONY: lock
+# --- locks and the service image ---------------------------------------------------------------
+.PHONY: lock image image-deps
 UV_COMPILE = $(VENV)/bin/uv pip compile --quiet --universal --python-version 3.11 --generate-hashes
 
 lock: dev  ## re-resolve the hashed locks: requirements/{cli,data}.txt, service/requirements.txt
@@ -112,3 +112,11 @@ lock: dev  ## re-resolve the hashed locks: requirements/{cli,data}.txt, service/
 	$(UV_COMPILE) service/requirements.in --overrides service/overrides.txt \
 		-c requirements/cli.txt -o service/requirements.txt
 
+image-deps:  ## Debian packages that build and run the service image here (buildah, debootstrap)
+	@if ! command -v buildah >/dev/null || ! command -v debootstrap >/dev/null; then \
+		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq buildah debootstrap >/dev/null; \
+		else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq buildah debootstrap >/dev/null; fi; \
+	fi
+
+image: image-deps  ## build service/Dockerfile with buildah on a Python base made from Debian packages (cached in build/)
+	tools/image/build.sh
