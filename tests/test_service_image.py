@@ -214,8 +214,11 @@ def container(image: Image, working_container: str, http_registry: HttpRegistry,
         assert not running.listener_uids(), "the service outlived its container"
 
 
+# The first test of the module builds the image: debootstrap a base (about 1-3 min, then cached
+# in build/) and the image itself (about 1.5-2.5 min, then reused while its inputs stay).
 @needs_buildah
 @pytest.mark.slow
+@pytest.mark.timeout(1200)
 def test_container_fetches_verifies_and_serves_the_pinned_model_as_uid_10001(
         container, served_registry, image):
     pin, start = container
@@ -247,6 +250,7 @@ def test_container_fetches_verifies_and_serves_the_pinned_model_as_uid_10001(
 
 @needs_buildah
 @pytest.mark.slow
+@pytest.mark.timeout(1200)
 def test_the_virtual_environment_in_the_image_stays_under_400_mib(working_container):
     def run(*cmd: str) -> str:
         return buildah("run", "--isolation", "chroot", working_container, "--", *cmd)
