@@ -45,8 +45,10 @@ system-deps:  ## Debian packages the tests need (prometheus, promtool)
 		else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null; fi; \
 	fi
 
+# The service image builds in the background meanwhile (mostly downloads); its test waits for it.
 test: dev system-deps image-deps  ## the test suite
-	$(PY) -m pytest
+	@mkdir -p build; tools/image/build.sh > build/image-build.log 2>&1 & build=$$!; \
+	$(PY) -m pytest; status=$$?; wait $$build; exit $$status
 
 lint: dev  ## ruff
 	$(VENV)/bin/ruff check pipelines service contracts tests

@@ -8,6 +8,11 @@ here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 image=${IMAGE:-localhost/gitops-ml-service:dev}
 bah() { "$here/buildah.sh" "$@"; }
+store=${IMAGE_STORE:-$repo/build/containers}
+mkdir -p "$store"
+# One build at a time per store: a second caller waits, then finds the image up to date.
+exec 9>"$store/build.lock"
+flock 9
 
 base=$("$here/python-base.sh")
 # The build's inputs, hashed: an image built from the very same inputs is reused.
@@ -37,5 +42,6 @@ for old in $(bah images --format '{{.Name}}:{{.Tag}}' | grep -F "$image-" || tru
 done
 bah tag "$image" "$image-$inputs"
 bah rmi --prune >/dev/null 2>&1 || true
-echo "image: built $image in $(( $(date +%s) - start ))s on $base" >&2
+echo "image: built $image in $(( $(date +%s) - start ))s on $base," \
+    "$(bah images --format '{{.Size}}' "$image" | head -1)" >&2
 echo "$image"
