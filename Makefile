@@ -70,10 +70,10 @@ crds: venv  ## Rollout, AnalysisTemplate, WorkflowTemplate, PrometheusRule vs th
 	$(PY) -m pipelines.argo --check
 	$(PY) -m pipelines.checks.manifests --crds environments/production environments/monitoring pipelines/argo
 
-workflows-lint: dev  ## actionlint + the GitHub workflow JSON schema + zizmor (offline) on .github/workflows
+workflows-lint: dev  ## actionlint + the GitHub workflow JSON schema on .github/workflows; zizmor (offline) on .github
 	$(VENV)/bin/actionlint .github/workflows/*.yml
 	$(VENV)/bin/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
-	$(VENV)/bin/zizmor --offline --no-progress .github/workflows
+	$(VENV)/bin/zizmor --offline --no-progress .github
 
 monitoring-check: system-deps  ## promtool check + unit tests of the alert rules
 	promtool check rules environments/monitoring/gitops-ml.rules.yml
