@@ -15,10 +15,11 @@ exec 9>"$store/build.lock"
 flock 9
 
 base=$("$here/python-base.sh")
-# The build's inputs, hashed: an image built from the very same inputs is reused.
-inputs=$(cd "$repo" && { echo "$base"; find .dockerignore contracts service tools/image/precompile.py \
-    -type f ! -path '*/__pycache__/*' ! -name '*.pyc' -print0 | LC_ALL=C sort -z \
-    | xargs -0 sha256sum; } | sha256sum | cut -c1-16)
+# The build's inputs (what .dockerignore lets through), hashed: an image built from the very
+# same inputs is reused.
+context=(.dockerignore contracts service tools/image/precompile.py tools/image/strip-extensions.sh)
+inputs=$(cd "$repo" && { echo "$base"; find "${context[@]}" -type f ! -path '*/__pycache__/*' \
+    ! -name '*.pyc' -print0 | LC_ALL=C sort -z | xargs -0 sha256sum; } | sha256sum | cut -c1-16)
 if bah inspect --type image "$image-$inputs" >/dev/null 2>&1; then
     bah tag "$image-$inputs" "$image" >/dev/null
     echo "image: $image is up to date (inputs $inputs)" >&2
