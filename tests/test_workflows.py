@@ -1,5 +1,5 @@
 """The GitHub Actions workflows: valid for actionlint and GitHub's schema, thin, least-privilege,
-serialised per environment, on current action versions."""
+serialised per environment, every action pinned by commit, clean under zizmor."""
 from __future__ import annotations
 
 import re
@@ -202,17 +202,40 @@ def _known(uses: list[str], tmp_path: Path) -> set[str]:
     return {u for i, u in enumerate(uses) if f'"not_an_input_{i}" is not defined' in out}
 
 
-def test_actions_are_on_the_newest_major_version_actionlint_knows(tmp_path):
-    used = sorted({s["uses"] for doc in workflows().values() for _, _, s in steps(doc)
-                   if "uses" in s})
-    newer = []
-    for uses in used:
-        repo, version = uses.split("@")
-        assert re.fullmatch(r"v\d+", version), f"{uses}: pin a major version tag"
-        newer.append(f"{repo}@v{int(version[1:]) + 1}")
-    known = _known(used + newer, tmp_path)
-    assert set(used) <= known, f"versions actionlint does not know: {set(used) - known}"
-    assert not (set(newer) & known), f"a newer major exists: {set(newer) & known}"
+# `uses: owner/repo@<full commit sha> # vX.Y.Z`: a tag can be moved, a commit cannot; the
+# comment says which release it is (Dependabot updates both).
+PINNED = re.compile(r"^\s*(?:- )?uses: ([\w.-]+/[\w.-]+)@([0-9a-f]{40}) # (v(\d+)\.\d+\.\d+)$")
+
+
+def pinned_uses() -> list[tuple[str, re.Match | None]]:
+    return [(f"{p.name}: {line.strip()}", PINNED.match(line))
+            for p in sorted(WORKFLOWS.glob("*.yml")) for line in p.read_text().splitlines()
+            if re.match(r"^\s*(?:- )?uses:", line)]
+
+
+def test_every_action_is_pinned_by_full_commit_sha_with_its_version_as_a_comment():
+    found = pinned_uses()
+    assert len(found) >= 30
+    unpinned = [where for where, match in found if match is None]
+    assert not unpinned, unpinned
+    # One commit per action: two SHAs for one action would be two versions to review.
+    shas: dict[str, set[str]] = {}
+    for _, match in found:
+        shas.setdefault(match[1], set()).add(match[2])
+    assert all(len(v) == 1 for v in shas.values()), shas
+
+
+def test_pinned_versions_are_ones_actionlint_checks_the_inputs_of(tmp_path):
+    majors = sorted({f"{m[1]}@v{m[4]}" for _, m in pinned_uses() if m})
+    known = _known(majors, tmp_path)
+    assert set(majors) <= known, f"versions actionlint does not know: {set(majors) - known}"
+
+
+def test_zizmor_offline_finds_nothing_in_the_workflows_or_the_dependabot_config():
+    proc = subprocess.run([str(BIN / "zizmor"), "--offline", "--no-progress", str(ROOT / ".github")],
+                          capture_output=True, text=True, check=False, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "No findings to report" in proc.stdout + proc.stderr
 
 
 @pytest.mark.parametrize("target", ["workflows-lint", "crds", "monitoring-check", "report",
@@ -221,3 +244,14 @@ def test_make_targets_the_workflows_call_are_documented(target):
     listed = subprocess.run(["make", "-s", "help"], cwd=ROOT, capture_output=True,
                             text=True, check=False).stdout
     assert re.search(rf"^\s+{re.escape(target)}\s", listed, re.MULTILINE), target
+
+
+def test_dependabot_updates_python_actions_the_base_image_and_npm():
+    config = ROOT / ".github" / "dependabot.yml"
+    proc = subprocess.run([str(BIN / "check-jsonschema"), "--builtin-schema", "vendor.dependabot",
+                           str(config)], capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    updates = {u["package-ecosystem"]: u for u in yaml.safe_load(config.read_text())["updates"]}
+    assert set(updates) == {"pip", "github-actions", "docker", "npm"}
+    for ecosystem, path in (("docker", "service/Dockerfile"), ("npm", "tools/crd-validate/package.json")):
+        assert (ROOT / updates[ecosystem]["directory"].lstrip("/") / Path(path).name).is_file(), path
