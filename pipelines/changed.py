@@ -117,12 +117,19 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="the revision the change is compared against (default origin/main)")
     parser.add_argument("--all", action="store_true",
                         help="every declared model, whatever changed (a full retraining)")
+    parser.add_argument("--only", default="", metavar="NAME",
+                        help="with --all: just this declared model (empty: all of them)")
     parser.add_argument("--repo", type=Path, default=Path("."), help="the project checkout")
 
 
 def run(args: argparse.Namespace) -> int:
     """Print the touched models, one per line."""
     names = declared(toplevel(args.repo)) if args.all else touched(args.repo, args.base)
+    if args.all and args.only:
+        if args.only not in names:
+            raise CommandError(f"no model {args.only!r} is declared; declared: "
+                               f"{', '.join(names) or 'none'}")
+        names = [args.only]
     if names:
         print("\n".join(names))
     else:

@@ -119,19 +119,20 @@ def when(text: str) -> datetime:
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("name", help="the declared model")
+    parser.add_argument("names", nargs="+", metavar="NAME", help="the declared model(s)")
     parser.add_argument("--since", type=when, help="only predictions made at or after this time")
     parser.add_argument("--repo", type=Path, default=Path("."), help="repository (default .)")
 
 
 def run(args: argparse.Namespace) -> int:
-    report = collect(args.repo, args.name, args.since)
-    dvc_add(Path(args.repo), Path(args.repo) / report["file"])
-    window = report["window"]
-    span = f"{window['from']} .. {window['to']}" if window["from"] else "no labelled rows yet"
-    print(f"collected {args.name}: {report['valid_rows']} labelled rows "
-          f"({report['new_rows']} new) from {span}; {report['quarantined_rows']} quarantined")
-    for column, n in report["quarantined_by_column"].items():
-        print(f"  quarantined for {column}: {n}")
-    print(f"  -> {report['file']} (dvc add); report in reports/{args.name}/collect.json")
+    for name in args.names:
+        report = collect(args.repo, name, args.since)
+        dvc_add(Path(args.repo), Path(args.repo) / report["file"])
+        window = report["window"]
+        span = f"{window['from']} .. {window['to']}" if window["from"] else "no labelled rows yet"
+        print(f"collected {name}: {report['valid_rows']} labelled rows "
+              f"({report['new_rows']} new) from {span}; {report['quarantined_rows']} quarantined")
+        for column, n in report["quarantined_by_column"].items():
+            print(f"  quarantined for {column}: {n}")
+        print(f"  -> {report['file']} (dvc add); report in reports/{name}/collect.json")
     return 0

@@ -89,14 +89,22 @@ def summary(repo: Path, name: str) -> str:
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("names", nargs="+", metavar="NAME", help="the retrained models")
     parser.add_argument("--out", type=Path, help="write the markdown here (default: print it)")
+    parser.add_argument("--then", type=Path, dest="then",
+                        help="a file whose text follows the summary in --out (the report)")
+    parser.add_argument("--summary", type=Path, help="also append the summary to this file "
+                                                     "($GITHUB_STEP_SUMMARY)")
     parser.add_argument("--repo", type=Path, default=Path("."), help="repository (default .)")
 
 
 def run(args: argparse.Namespace) -> int:
     text = "## Retrained on production data\n\n" + "\n".join(
         summary(args.repo, name) for name in args.names)
+    if args.summary:
+        with args.summary.open("a", encoding="utf-8") as fh:
+            fh.write(text + "\n")
     if args.out:
-        atomic_write_text(args.out, text)
-    else:
+        tail = args.then.read_text() if args.then else ""
+        atomic_write_text(args.out, text + ("\n" + tail if tail else ""))
+    elif not args.summary:
         print(text)
     return 0
