@@ -70,7 +70,7 @@ def test_each_step_runs_its_stage_command_for_its_model_in_the_project_image():
     assert ingest[ingest.index("--source") + 1] == "data/source/telco_churn.csv"
     for name in ("ingest", "split", "train", "export", "evaluate", "gate", "register"):
         container = steps[f"{name}-churn"]["container"]
-        assert container["image"] == "{{workflow.parameters.image}}"
+        assert container["image"] == workflow.IMAGE
         assert container["workingDir"] == workflow.WORKDIR
     register = steps["register-churn"]["container"]["command"][-1]
     assert register == ("dvc commit --force --quiet ingest@churn split@churn train@churn "
@@ -86,7 +86,7 @@ def test_a_models_stages_run_in_dependency_order_and_register_waits_for_all():
         "train": {"split"},
         "export": {"train", "split"},
         "evaluate": {"train", "split"},
-        "gate": {"train", "evaluate", "split"},
+        "gate": {"train", "export", "evaluate", "split"},  # it times model.onnx
         "register": {"ingest", "split", "train", "export", "evaluate", "gate"},
     }
     # Each hand-off names the artifact its producer writes, at the path dvc.yaml gives it.
@@ -96,15 +96,18 @@ def test_a_models_stages_run_in_dependency_order_and_register_waits_for_all():
     produced = {a["name"]: a["path"] for a in
                 templates(template_doc())["evaluate-churn"]["outputs"]["artifacts"]}
     assert produced["models-churn-metrics-json"] == f"{workflow.WORKDIR}/models/churn/metrics.json"
-    # The raw data comes from the artifact store, not from git.
-    ingest_inputs = {a["name"] for a in tasks["ingest"]["arguments"]["artifacts"]}
-    assert ingest_inputs == {"source-data"}
+    # The data comes from the artifact store, not from git: the source and the collected rows.
+    ingest_inputs = {a["name"]: a["from"] for a in tasks["ingest"]["arguments"]["artifacts"]}
+    assert ingest_inputs == {
+        "data-source-telco-churn-csv": "{{inputs.artifacts.data-source-telco-churn-csv}}",
+        "data-churn-production-csv": "{{inputs.artifacts.data-churn-production-csv}}"}
 
 
 def test_the_model_parameter_chooses_one_model_or_all(tmp_path):
     project = copy_project(tmp_path)
     params = yaml.safe_load((project / "params.yaml").read_text())
-    params["models"]["flats"] = {"source": "data/source/flats.csv"}
+    params["models"]["flats"] = {"source": "data/source/flats.csv",
+                                  "production": "data/flats/production.csv"}
     (project / "params.yaml").write_text(yaml.safe_dump(params))
     doc = yaml.safe_load(workflow.render(project))
     model = next(p for p in doc["spec"]["arguments"]["parameters"] if p["name"] == "model")
@@ -113,9 +116,33 @@ def test_the_model_parameter_chooses_one_model_or_all(tmp_path):
     assert set(entry) == {"churn", "flats"}
     assert "'{{workflow.parameters.model}}' == 'flats'" in entry["flats"]["when"]
     sources = {a["name"]: a["s3"]["key"] for a in doc["spec"]["arguments"]["artifacts"]}
-    assert sources == {"source-churn": "datasets/data/source/telco_churn.csv",
-                       "source-flats": "datasets/data/source/flats.csv"}
+    assert sources == {
+        "data-source-telco-churn-csv": "datasets/data/source/telco_churn.csv",
+        "data-churn-production-csv": "datasets/data/churn/production.csv",
+        "data-source-flats-csv": "datasets/data/source/flats.csv",
+        "data-flats-production-csv": "datasets/data/flats/production.csv"}
     assert "train-flats" in templates(doc) and "register-flats" in templates(doc)
+
+
+def test_pods_run_unprivileged_and_only_registration_holds_credentials():
+    doc = template_doc()
+    pod = doc["spec"]["securityContext"]
+    assert pod["runAsNonRoot"] and pod["runAsUser"] == 10001
+    assert pod["seccompProfile"] == {"type": "RuntimeDefault"}
+    for name, template in templates(doc).items():
+        if "container" not in template:
+            continue
+        container = template["container"]
+        assert container["securityContext"] == {
+            "allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]},
+            "readOnlyRootFilesystem": True, "runAsNonRoot": True}, name
+        assert ("envFrom" in container) == name.startswith("register-"), name
+    # What a submitter may choose: the model and the revision, never the image or the repo.
+    chosen = {p["name"] for p in doc["spec"]["arguments"]["parameters"]}
+    assert chosen == {"model", "revision"}
+    repo = next(a for a in templates(doc)["train-churn"]["inputs"]["artifacts"]
+                if a["name"] == "repo")
+    assert repo["git"]["repo"] == workflow.REPO_URL
 
 
 def test_a_missing_param_in_dvc_yaml_is_named(tmp_path):

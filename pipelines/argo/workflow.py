@@ -9,6 +9,13 @@ so the modules cannot tell Argo from a laptop. Each model gets one DAG (its stag
 `mlops register NAME`, which only accepts a model whose gate passed); the entry DAG runs the
 model named by the `model` parameter, or every model. The generated YAML is committed beside
 this module (`python -m pipelines.argo` regenerates it; a test fails when the two drift).
+
+Hardening: every pod runs as uid 10001 with no privileges, a read-only root file system and
+the runtime's default seccomp profile; the registry and artifact-store credentials (Secret
+gitops-ml-pipeline) reach only the registration step, the one that needs them; and the image
+and repository are fixed in the template, not parameters, so whoever may submit a run cannot
+point those credentials at code of their choosing (they change by pull request, like
+everything else). Only the model and the revision are chosen at submit time.
 """
 from __future__ import annotations
 
@@ -33,7 +40,13 @@ from hera.workflows import (
     Task,
     WorkflowTemplate,
 )
-from hera.workflows.models import TTLStrategy
+from hera.workflows.models import (
+    Capabilities,
+    PodSecurityContext,
+    SeccompProfile,
+    SecurityContext,
+    TTLStrategy,
+)
 
 from pipelines.errors import CommandError
 
@@ -41,10 +54,18 @@ ROOT = Path(__file__).resolve().parents[2]
 OUTPUT = Path(__file__).with_name("gitops-ml-pipeline.yaml")
 NAME = "gitops-ml-pipeline"
 WORKDIR = "/workspace/repo"
-SOURCE_ARTIFACT = "source-data"
+# Where the artifact store keeps the data files a model reads (its source and collected
+# rows, which DVC versions outside git): under this prefix, at their paths in the repository.
+DATA_PREFIX = "datasets"
 ALL = "all"
 # Settings and credentials of the registry and artifact store, created outside git.
 SETTINGS = "gitops-ml-pipeline"
+# What every run checks out and runs in; changed by pull request (see the docstring).
+REPO_URL = "https://github.com/OWNER/gitops-ml.git"
+IMAGE = "ghcr.io/OWNER/gitops-ml-pipeline:0.1.0"
+UID = 10001
+# Paths of the code in the checkout; anything else a model's ingest reads is data.
+CODE = ("pipelines/", "contracts/")
 # Heavier stages get more room; the others fit the default.
 RESOURCES = {
     "train": Resources(cpu_request=2, memory_request="4Gi", memory_limit="8Gi"),
@@ -121,53 +142,56 @@ class StageContainer(Container):
 
 
 def _container(name: str, base: str, command: list[str], inputs: list,
-               outputs: list) -> Container:
+               outputs: list, credentials: bool = False) -> Container:
     return StageContainer(
         name=name,
-        image="{{workflow.parameters.image}}",
+        image=IMAGE,
         command=command,
         working_dir=WORKDIR,
-        inputs=[GitArtifact(name="repo", path=WORKDIR, repo="{{workflow.parameters.repo}}",
+        inputs=[GitArtifact(name="repo", path=WORKDIR, repo=REPO_URL,
                             revision="{{workflow.parameters.revision}}", depth=1)] + inputs,
         outputs=outputs,
         env=[Env(name="MLFLOW_DISABLE_TELEMETRY", value="true"),
              Env(name="DVC_NO_ANALYTICS", value="1"),
-             Env(name="DO_NOT_TRACK", value="1")],
+             Env(name="DO_NOT_TRACK", value="1"),
+             Env(name="HOME", value="/tmp")],
+        # Only the step that registers talks to the registry and the artifact store.
         env_from=[ConfigMapEnvFrom(name=SETTINGS, optional=True),
-                  SecretEnvFrom(name=SETTINGS, optional=True)],
+                  SecretEnvFrom(name=SETTINGS, optional=True)] if credentials else None,
         resources=RESOURCES.get(base, DEFAULT_RESOURCES),
+        security_context=SecurityContext(
+            allow_privilege_escalation=False, read_only_root_filesystem=True,
+            run_as_non_root=True, capabilities=Capabilities(drop=["ALL"])),
         # Infrastructure errors are retried; a failed gate (exit code 1) is not.
         retry_strategy=RetryStrategy(limit=2, retry_policy="OnError"),
-        volumes=[EmptyDirVolume(name="workspace", mount_path="/workspace")],
+        volumes=[EmptyDirVolume(name="workspace", mount_path="/workspace"),
+                 EmptyDirVolume(name="tmp", mount_path="/tmp")],
     )
 
 
 def _handoff(path: str, producer: Stage | None) -> tuple[Artifact, Artifact]:
     """The input artifact placing `path` in the checkout, and the task argument that feeds it:
-    the output of stage `producer`, or (None) the model's source data, which is not in git but
-    in the artifact store (see the template's arguments)."""
-    if producer is None:
-        name, source = SOURCE_ARTIFACT, f"{{{{inputs.artifacts.{SOURCE_ARTIFACT}}}}}"
-    else:
-        name = artifact_name(path)
-        source = f"{{{{tasks.{producer.base}.outputs.artifacts.{name}}}}}"
+    the output of stage `producer`, or (None) a data file from the artifact store, which the
+    DAG receives as its own input (see the template's arguments)."""
+    name = artifact_name(path)
+    source = (f"{{{{inputs.artifacts.{name}}}}}" if producer is None
+              else f"{{{{tasks.{producer.base}.outputs.artifacts.{name}}}}}")
     return Artifact(name=name, path=f"{WORKDIR}/{path}"), Artifact(name=name, from_=source)
 
 
-def source_of(model_stages: list[Stage]) -> str:
-    """The model's source data: what its ingest stage reads that no stage writes and git
-    does not hold (code lives in pipelines/)."""
+def data_inputs(model_stages: list[Stage]) -> list[str]:
+    """The data files a model reads that no stage writes and git does not hold: its ingest
+    stage's inputs outside the code (the source, the collected production rows)."""
     ingest = next((s for s in model_stages if s.base == "ingest"), None)
-    data = [d for d in (ingest.deps if ingest else []) if not d.startswith("pipelines/")]
-    if len(data) != 1:
-        model = model_stages[0].model
-        raise CommandError(f"ingest@{model} must read exactly one data file, reads {data}")
-    return data[0]
+    data = [d for d in (ingest.deps if ingest else []) if not d.startswith(CODE)]
+    if not data:
+        raise CommandError(f"ingest@{model_stages[0].model} reads no data file")
+    return data
 
 
 def model_dag(model: str, model_stages: list[Stage]) -> tuple[DAG, list[Container]]:
     """One model's DAG (its stages, then registration) and the container templates it uses."""
-    source = source_of(model_stages)
+    data = data_inputs(model_stages)
     produced: dict[str, Stage] = {}  # output path -> stage that writes it
     templates: list[Container] = []
     tasks: list[Task] = []
@@ -175,7 +199,7 @@ def model_dag(model: str, model_stages: list[Stage]) -> tuple[DAG, list[Containe
         inputs, arguments, depends = [], [], []
         for dep in stage.deps:
             producer = produced.get(dep)
-            if producer is None and dep != source:
+            if producer is None and dep not in data:
                 continue  # in git: the checkout has it
             artifact, argument = _handoff(dep, producer)
             inputs.append(artifact)
@@ -192,19 +216,20 @@ def model_dag(model: str, model_stages: list[Stage]) -> tuple[DAG, list[Containe
     # Registration sees the source and every output at its dvc.yaml path, as after `dvc repro`.
     # `dvc commit` records this run's hashes in dvc.lock first: `mlops register` refuses a gate
     # verdict that dvc.lock does not vouch for, and the data hashes it tags come from there.
-    handoffs = [_handoff(source, None)] + [_handoff(p, s) for p, s in produced.items()]
+    handoffs = [_handoff(d, None) for d in data] + [_handoff(p, s) for p, s in produced.items()]
     targets = " ".join(shlex.quote(s.name) for s in model_stages)
     register = f"register-{model}"
     templates.append(_container(
         register, "register",
         ["sh", "-c", f"dvc commit --force --quiet {targets} && "
                      f"python -m pipelines.cli register {shlex.quote(model)}"],
-        [artifact for artifact, _ in handoffs], []))
+        [artifact for artifact, _ in handoffs], [], credentials=True))
     # It waits for every stage it takes an output from, not only the gate (export runs beside it).
     producers = list(dict.fromkeys(s.base for s in produced.values()))
     tasks.append(Task(name="register", template=register, arguments=[a for _, a in handoffs],
                       depends=" && ".join(producers)))
-    return DAG(name=model, tasks=tasks, inputs=[Artifact(name=SOURCE_ARTIFACT)]), templates
+    return DAG(name=model, tasks=tasks,
+               inputs=[Artifact(name=artifact_name(d)) for d in data]), templates
 
 
 def by_model(all_stages: list[Stage]) -> dict[str, list[Stage]]:
@@ -225,11 +250,12 @@ def build(repo: Path = ROOT) -> WorkflowTemplate:
         dag, containers = model_dag(model, model_stages)
         dags.append(dag)
         templates += containers
-        source = f"source-{model}"
-        sources.append(S3Artifact(name=source, key=f"datasets/{source_of(model_stages)}"))
+        names = [artifact_name(d) for d in data_inputs(model_stages)]
+        sources += [S3Artifact(name=n, key=f"{DATA_PREFIX}/{d}")
+                    for n, d in zip(names, data_inputs(model_stages))]
         entry_tasks.append(Task(
             name=model, template=model,
-            arguments=[Artifact(name=SOURCE_ARTIFACT, from_=f"{{{{inputs.artifacts.{source}}}}}")],
+            arguments=[Artifact(name=n, from_=f"{{{{inputs.artifacts.{n}}}}}") for n in names],
             when=f"'{{{{workflow.parameters.model}}}}' == '{ALL}' || "
                  f"'{{{{workflow.parameters.model}}}}' == '{model}'"))
     entry = DAG(name="pipeline", tasks=entry_tasks,
@@ -242,15 +268,14 @@ def build(repo: Path = ROOT) -> WorkflowTemplate:
                      f"dvc.yaml stages per model ({', '.join(models)}), then mlops register"},
         entrypoint="pipeline",
         service_account_name="gitops-ml-pipeline",
+        security_context=PodSecurityContext(
+            run_as_non_root=True, run_as_user=UID, run_as_group=UID, fs_group=UID,
+            seccomp_profile=SeccompProfile(type="RuntimeDefault")),
         arguments=[
             Parameter(name="model", value=ALL, enum=[ALL, *models],
                       description="the declared model to train, or all of them"),
-            Parameter(name="repo", value="https://github.com/OWNER/gitops-ml.git",
-                      description="repository to check out"),
             Parameter(name="revision", value="main",
                       description="commit to train; pass a sha so the run is reproducible"),
-            Parameter(name="image", value="ghcr.io/OWNER/gitops-ml-service:0.1.0",
-                      description="project image (immutable tag) with the Python dependencies"),
             *sources,
         ],
         ttl_strategy=TTLStrategy(seconds_after_completion=7 * 24 * 3600),
