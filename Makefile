@@ -65,7 +65,7 @@ argo-workflow: venv  ## regenerate pipelines/argo/churn-pipeline.yaml from dvc.y
 
 crds: venv  ## Rollout, AnalysisTemplate, WorkflowTemplate, PrometheusRule vs their CRD schemas
 	$(PY) -m pipelines.argo --check
-	$(PY) -m pipelines.checks.manifests --crds environments/production environments/monitoring pipelines/argo
+	$(PY) -m pipelines.checks.manifests --crds environments/production/*/ environments/monitoring pipelines/argo
 
 workflows-lint: dev  ## actionlint + the GitHub workflow JSON schema on .github/workflows
 	$(VENV)/bin/actionlint .github/workflows/*.yml

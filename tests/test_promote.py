@@ -10,7 +10,7 @@ from pipelines.errors import CommandError
 from pipelines.gitops import git as gitops
 from pipelines.gitops.promote import promote
 
-PIN = "environments/{}/model.yaml"
+PIN = "environments/{}/churn/model.yaml"
 
 pytest_plugins = ("gitops_fixtures",)
 

@@ -117,7 +117,7 @@ def test_champion_regression_rule_reads_the_production_pin(project_copy):
                    lineage=Lineage(run_id="r", git_commit="c", data_hash="d"),
                    metrics={"roc_auc": metrics["roc_auc"]["value"] + 0.05, "pr_auc": 0.5},
                    promoted=Promotion(by="someone", at=datetime.now(UTC)))
-    champion.write(project_copy / "environments/production/model.yaml")
+    champion.write(project_copy / "environments/production/churn/model.yaml")
     out = run(["dvc", "repro", "gate"], project_copy, check=False)
     assert out.returncode != 0
     gate = json.loads((project_copy / "models/churn/gate.json").read_text())
