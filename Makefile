@@ -92,9 +92,12 @@ report: venv  ## metrics (with intervals) and params vs $(BASE), gate verdicts, 
 manifests: dev  ## render every overlay, validate with kubernetes-validate --strict and the Argo CD schema
 	$(PY) -m pipelines.checks.manifests
 
-.PHONY: bench-pipeline bench-serving
+.PHONY: bench-pipeline bench-serving bench-history
 bench-pipeline: venv  ## time dvc repro (full and no-op) against the stage commands run by hand
 	benchmarks/pipeline.sh
+
+bench-history: venv  ## time history, rollback, promote, status at 100, 1,000 and 10,000 promotions
+	benchmarks/history.sh
 
 bench-serving: venv  ## wrk: this service vs `mlflow models serve` on the same registered model
 	@command -v wrk >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }

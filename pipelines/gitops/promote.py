@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -137,7 +138,13 @@ def promote(repo: Path, model: str, version: int, env: str, *, here: bool = Fals
         raise CommandError("HEAD is detached: check out the branch to promote on")
     current = pins.read(repo, env, model, "HEAD")
 
-    info = _version(store, model, version)
+    before = pins.PREREQUISITE.get(env)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        # The prerequisite's history is one `git log` in another process: read it while MLflow,
+        # the slowest part of a promotion, loads here.
+        reading = pool.submit(history.events, repo, before, model) if before else None
+        info = _version(store, model, version)
+        held = reading.result() if reading else []
     if info.gate != "passed":
         raise CommandError(
             f"failed gate: {model} v{version} did not pass its gates (gate tag "
@@ -145,14 +152,16 @@ def promote(repo: Path, model: str, version: int, env: str, *, here: bool = Fals
     if not current.is_empty and (current.model.name, current.model.version) == (model, version):
         raise CommandError(f"{env} already pins {model} v{version}; nothing to promote")
     staged_in = None
-    if env in pins.PREREQUISITE:
-        before = pins.PREREQUISITE[env]
-        staged_in = history.digests_held(repo, before, model).get(info.sha256)
+    if before:
+        staged_in = history.digests_held(held).get(info.sha256)
         if staged_in is None:
+            undone = next((e for e in reversed(held) if not e.active
+                           and e.served.sha256 == info.sha256), None)
+            why = (f"was pinned there by {undone.short} but that was reverted" if undone
+                   else f"never was in the history of {pins.relpath(before, model)}")
             raise CommandError(
                 f"skipping {before}: {env} only accepts a digest that {before} has pinned "
-                f"before, and {model} v{version} (sha256 {info.sha256[:12]}) never was in "
-                f"the history of {pins.relpath(before, model)}. Run "
+                f"before, and {model} v{version} (sha256 {info.sha256[:12]}) {why}. Run "
                 f"`mlops promote {model} {version} --to {before}` and merge it first")
     with tempfile.TemporaryDirectory(prefix="mlops-promote-") as tmp:
         gate, _ = _verified_bundle(info, Path(tmp))

@@ -48,8 +48,8 @@ class RollbackResult:
 
 def branch_name(env: str, promotion: history.Event) -> str:
     """The branch a rollback is committed on unless --here."""
-    p = promotion.pin.model
-    return f"rollback/{env}/{p.name}-v{p.version}-{promotion.commit.sha[:8]}"
+    return (f"rollback/{env}/{promotion.model}-v{promotion.served.version}-"
+            f"{promotion.commit.sha[:8]}")
 
 
 def rollback(repo: Path, env: str, model: str | None = None, *, here: bool = False,
