@@ -118,28 +118,13 @@ class Commit:
 
 
 def _trailers(block: str) -> dict[str, str]:
+    # `%(trailers:only,unfold)` prints one "Token: value" per line; a token has no blanks.
     out: dict[str, str] = {}
-    for line in block.splitlines():
+    for line in block.split("\n"):
         key, sep, value = line.partition(":")
-        if sep and key.strip():
-            out[key.strip()] = value.strip()
+        if sep and key:
+            out[key] = value.strip()
     return out
-
-
-def log(repo: Path, path: str | None = None, rev: str = "HEAD") -> list[Commit]:
-    """Commits reachable from `rev` (touching `path` if given), newest first."""
-    fmt = _FS.join(["%H", "%an <%ae>", "%aI", "%B", "%(trailers:only,unfold)"]) + _RS
-    args = ["log", f"--format={fmt}", rev]
-    if path:
-        args += ["--", path]
-    commits = []
-    for record in git(repo, *args).split(_RS):
-        record = record.strip("\n")
-        if not record:
-            continue
-        sha, author, date, message, trailers = record.split(_FS)
-        commits.append(Commit(sha, author, date, message.strip(), _trailers(trailers)))
-    return commits
 
 
 @dataclass

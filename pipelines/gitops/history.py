@@ -17,6 +17,7 @@ import argparse
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import NamedTuple
 
 from contracts.pin import Pin
 from pipelines.errors import CommandError
@@ -24,8 +25,7 @@ from pipelines.gitops import evidence, pins
 from pipelines.gitops import git as gitops
 
 
-@dataclass(frozen=True)
-class Served:
+class Served(NamedTuple):
     """What a pin names: a version and its digest, or nothing."""
 
     version: int | None = None
@@ -50,6 +50,7 @@ class Event:
     blob: str  # the pin file as this commit left it
     served: Served = NOTHING  # what the pin names after this commit
     reverts: str | None = None  # full sha of the commit this one reverts
+    target: Event | None = None  # the event it reverts, when that is in the history read
     active: bool = True  # False once a later, itself active, commit reverted it
 
     @property
@@ -68,10 +69,6 @@ class Event:
         text = gitops.read_blobs(repo, {self.blob})[self.blob]
         return pins.parse(text, self.env, self.model,
                           f"{pins.relpath(self.env, self.model)} at {self.short}")
-
-
-def _full(prefix: str, shas: list[str]) -> str:
-    return next((s for s in shas if s.startswith(prefix)), prefix)
 
 
 def _promoted(commit: gitops.Commit, env: str, model: str) -> Served | None:
@@ -125,13 +122,16 @@ def environment_events(repo: Path, env: str, model: str | None = None,
     for e in events:
         by_model.setdefault(e.model, []).append(e)
     for evs in by_model.values():
-        shas = [e.commit.sha for e in evs]
+        by_sha = {e.commit.sha: e for e in evs}
         # Newest first: a commit is undone only by a later revert that is itself still in
         # effect (reverting a rollback brings the promotion back).
         undone: set[str] = set()
         for e in evs:
             if e.kind == "rollback":
-                e.reverts = _full(e.commit.reverts, shas)
+                named = e.commit.reverts  # git writes the full sha; a hand-made one may not
+                e.target = by_sha.get(named) or next(
+                    (t for sha, t in by_sha.items() if sha.startswith(named)), None)
+                e.reverts = e.target.commit.sha if e.target else named
             e.active = e.commit.sha not in undone
             if e.active and e.reverts:
                 undone.add(e.reverts)
@@ -173,7 +173,6 @@ def history_lines(repo: Path, env: str, model: str | None = None, rev: str = "HE
     version it pins after, digest, who."""
     models, where = _models_and_where(repo, env, model)
     evs = [e for e in environment_events(repo, env, model, rev) if e.model in models]
-    by_sha = {(e.commit.sha, e.model): e for e in evs}
     width = max([len("MODEL")] + [len(m) for m in models])
     header = (f"{'WHEN':<25} {'COMMIT':<8} {'MODEL':<{width}} {'ACTION':<9} {'SERVES':<8} "
               f"{'DIGEST':<12} BY / NOTE")
@@ -183,7 +182,7 @@ def history_lines(repo: Path, env: str, model: str | None = None, rev: str = "HE
         serves = "nothing" if e.served.is_empty else f"v{e.served.version}"
         note = e.commit.author
         if e.kind == "rollback":
-            target = by_sha.get((e.reverts or "", e.model))
+            target = e.target
             what = (f"{target.kind} {target.short} ({target.label})" if target
                     else (e.reverts or "?")[:8])
             note += f"; reverts {what}"
