@@ -215,3 +215,19 @@ def test_monitoring_kustomization_renders_rule_scrape_target_and_dashboard():
     relabel = monitor["spec"]["podMetricsEndpoints"][0]["relabelings"][0]
     # The canary analysis selects pods by this label.
     assert relabel["targetLabel"] == "rollouts_pod_template_hash"
+
+
+def test_every_dashboard_query_is_valid_promql(tmp_path):
+    # promtool parses each panel's query (Grafana's variables filled in) as a recording rule.
+    exprs = [e.replace("$__rate_interval", "1m").replace("$environment", ".*")
+             .replace("$model", ".*") for e in exprs_of_dashboard()]
+    rules = {"groups": [{"name": "dashboard", "rules": [
+        {"record": f"dashboard:query_{i}", "expr": e} for i, e in enumerate(exprs)]}]}
+    path = tmp_path / "dashboard.rules.yml"
+    path.write_text(yaml.safe_dump(rules))
+    proc = promtool("check", "rules", str(path))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    broken = tmp_path / "broken.rules.yml"
+    broken.write_text(yaml.safe_dump({"groups": [{"name": "b", "rules": [
+        {"record": "dashboard:broken", "expr": exprs[0].replace(")", "", 1)}]}]}))
+    assert promtool("check", "rules", str(broken)).returncode != 0
