@@ -73,7 +73,7 @@ argo-workflow: venv  ## regenerate pipelines/argo/gitops-ml-pipeline.yaml from d
 
 crds: venv  ## Rollout, AnalysisTemplate, WorkflowTemplate, PrometheusRule vs their CRD schemas
 	$(PY) -m pipelines.argo --check
-	$(PY) -m pipelines.checks.manifests --crds environments/production environments/monitoring pipelines/argo
+	$(PY) -m pipelines.checks.manifests --crds environments/production/*/ environments/monitoring pipelines/argo
 
 workflows-lint: dev  ## actionlint + the GitHub workflow JSON schema on .github/workflows; zizmor (offline) on .github
 	$(VENV)/bin/actionlint .github/workflows/*.yml
@@ -100,9 +100,12 @@ report: venv  ## a section per model in MODELS: gate, metrics vs $(BASE), params
 manifests: dev  ## render every overlay, validate with kubernetes-validate --strict and the Argo CD schema
 	$(PY) -m pipelines.checks.manifests
 
-.PHONY: bench-pipeline bench-serving
+.PHONY: bench-pipeline bench-serving bench-history
 bench-pipeline: venv  ## time dvc repro (full and no-op) against the stage commands run by hand
 	benchmarks/pipeline.sh
+
+bench-history: venv  ## time history, rollback, promote, status at 100, 1,000 and 10,000 promotions
+	benchmarks/history.sh
 
 bench-serving: venv  ## wrk: this service vs `mlflow models serve` on the same registered model
 	@command -v wrk >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }

@@ -1,4 +1,4 @@
-"""The pin: the one promotable file per environment (`environments/<env>/model.yaml`).
+"""The pin: the one promotable file per environment and model (`environments/<env>/<model>/model.yaml`).
 
 It holds only immutable references (registry name + version, the bundle's sha256 and
 its lineage), never an alias, so the same file always means the same bytes in service.

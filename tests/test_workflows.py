@@ -127,12 +127,17 @@ def test_workflow_inputs_reach_commands_only_through_environment_variables():
 def test_rollback_starts_by_hand_or_from_alertmanager():
     doc = load("rollback")
     assert doc["on"]["repository_dispatch"]["types"] == ["rollback"]
-    env = doc["jobs"]["rollback"]["env"]["ENVIRONMENT"]
+    env = doc["jobs"]["rollback"]["env"]
     for source in ("inputs.environment", "client_payload.environment",
                    "client_payload.commonLabels.environment"):
-        assert source in env
+        assert source in env["ENVIRONMENT"]
+    # The alert names the model (label model); by hand it may be left empty for an environment
+    # holding one model.
+    for source in ("inputs.model", "client_payload.model", "client_payload.commonLabels.model"):
+        assert source in env["MODEL"]
+    assert doc["on"]["workflow_dispatch"]["inputs"]["model"]["required"] is False
     runs = [s["run"] for _, _, s in steps(doc) if "run" in s]
-    assert 'mlops rollback "$ENVIRONMENT" --push --reason "$REASON"' in runs
+    assert 'mlops rollback "$ENVIRONMENT" --model "$MODEL" --push --reason "$REASON"' in runs
 
 
 def test_train_trains_and_reports_only_the_models_a_pull_request_touches():

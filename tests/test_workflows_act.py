@@ -247,13 +247,13 @@ def test_alertmanager_dispatch_runs_rollback_to_a_pushed_revert_of_production(ha
     for version in (1, 2):
         for env in ("staging", "production"):
             promote(repo, MODEL, version, env, here=True, push=True)
-        pinned[version] = (repo / "environments/production/model.yaml").read_bytes()
+        pinned[version] = (repo / "environments/production/churn/model.yaml").read_bytes()
     # What Alertmanager's webhook sends for GitopsMlCanaryAborted, wrapped by the relay.
     event = {"action": "rollback", "client_payload": {
         "status": "firing", "receiver": "github-rollback",
         "commonLabels": {"alertname": "GitopsMlCanaryAborted", "action": "rollback",
-                         "environment": "production", "severity": "critical"},
-        "commonAnnotations": {"summary": "Canary of gitops-ml-production/gitops-ml was "
+                         "environment": "production", "model": MODEL, "severity": "critical"},
+        "commonAnnotations": {"summary": "Canary of gitops-ml-production/churn-gitops-ml was "
                                          "aborted by its analysis"}}}
     (tmp_path / "event.json").write_text(json.dumps(event))
     proc = act(repo, harness, "rollback.yml", "repository_dispatch",
@@ -262,7 +262,7 @@ def test_alertmanager_dispatch_runs_rollback_to_a_pushed_revert_of_production(ha
     assert "rolled back production: churn v2 -> churn v1" in proc.stdout
     branches = git(remote, "for-each-ref", "--format=%(refname:short)", "refs/heads/rollback/")
     assert len(branches.split()) == 1 and branches.startswith("rollback/production/churn-v2-")
-    pin = "environments/production/model.yaml"
+    pin = "environments/production/churn/model.yaml"
     restored = subprocess.run(["git", "show", f"{branches.strip()}:{pin}"], cwd=remote,
                               capture_output=True, check=True).stdout
     assert restored == pinned[1]
