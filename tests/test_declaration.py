@@ -31,8 +31,7 @@ def broken_churn(tmp_path: Path, old: str, new: str) -> Path:
      "positive_class 'Maybe' is not one of the classes ['No', 'Yes']"),
     ("  estimator: logistic_regression", "  estimator: xgboost",
      "train.estimator 'xgboost' is not one of logistic_regression, gradient_boosting"),
-    ("slice_by: [Contract, InternetService]", "slice_by: [Contract, Region]",
-     "evaluate.slice_by names ['Region'], which are not features"),
+    ("segments: [Contract]", "segments: [Region]", "slices names ['Region'], which are not features"),
     ("floors: {roc_auc: 0.80,", "floors: {rmse: 0.80,", "gates.floors names ['rmse']"),
     ("name: churn", "name: Churn_Model", "name: model name 'Churn_Model' is not a DNS-1123 label"),
 ])
@@ -74,8 +73,13 @@ def test_new_model_drafts_a_binary_model_flagging_ids_and_empty_cells(project):
     age = decl.features["account_age_days"]
     assert age.type == "integer" and age.max > 2990  # the observed max, widened
     # Wired into the pipeline and every environment, the data versioned by DVC.
-    assert declaration.sources(project)["fraud"] == {"source": "data/source/fraud.csv"}
+    assert declaration.sources(project)["fraud"] == {"source": "data/source/fraud.csv",
+                                                     "production": "data/fraud/production.csv"}
     assert (project / "data/source/fraud.csv.dvc").is_file()
+    # Its collected production rows start empty (their columns only), versioned by DVC too.
+    assert (project / "data/fraud/production.csv").read_text().splitlines() == [
+        "prediction_id,predicted_at,amount,account_age_days,channel,fraud"]
+    assert (project / "data/fraud/production.csv.dvc").is_file()
     from pipelines.argo.workflow import stages
 
     assert {s.name for s in stages(project) if s.model == "fraud"} == {

@@ -58,12 +58,16 @@ def overlay_dir(repo: Path, env: str, model: str) -> Path:
     return Path(repo) / pins.folder(env) / model
 
 
-def add_model(repo: Path, name: str) -> list[Path]:
-    """Add model `name` to every environment of `repo`: write its overlay and an empty pin in
-    `environments/<env>/<name>/` for each; return the files written, relative to `repo`.
+def existing(repo: Path, name: str) -> list[Path]:
+    """The folders model `name` already has in the environments of `repo`."""
+    return [overlay_dir(repo, env, name) for env in pins.environments(Path(repo))
+            if overlay_dir(repo, env, name).exists()]
 
-    Nothing is committed. Refuses, writing nothing, a name that is not a valid model name, an
-    environment without its shared component, and a model some environment already has."""
+
+def overlay_files(repo: Path, name: str) -> dict[Path, str]:
+    """What adding model `name` to every environment writes: path -> text (its overlay and an
+    empty pin per environment). Refuses a name that is not a valid model name, an environment
+    without its shared component, and a model some environment already has."""
     repo = Path(repo)
     try:
         check_name(name)
@@ -73,26 +77,35 @@ def add_model(repo: Path, name: str) -> list[Path]:
     if not envs:
         raise CommandError(f"{repo / pins.ROOT} has no environment: each needs "
                            f"{pins.ROOT}/{pins.SHARED}/<env>/{KUSTOMIZATION}")
+    files: dict[Path, str] = {}
     for env in envs:
         shared = repo / pins.ROOT / pins.SHARED / env / KUSTOMIZATION
         if not shared.is_file():
             raise CommandError(f"environment {env} has no {shared.relative_to(repo)}: its "
                                f"models would share no namespace, image or replica range")
-        if overlay_dir(repo, env, name).exists():
+        folder = overlay_dir(repo, env, name)
+        if folder.exists():
             raise CommandError(f"{env} already has model {name!r} "
-                               f"({overlay_dir(repo, env, name).relative_to(repo)} exists)")
-    written: list[Path] = []
+                               f"({folder.relative_to(repo)} exists)")
+        files[folder / KUSTOMIZATION] = overlay_text(env, name)
+        files[folder / pins.FILE] = Pin(environment=env).to_yaml()
+    return files
+
+
+def add_model(repo: Path, name: str) -> list[Path]:
+    """Add model `name` to every environment of `repo` (see `overlay_files`); return the files
+    written, relative to `repo`. Nothing is committed; on any failure nothing stays written."""
+    repo = Path(repo)
+    files = overlay_files(repo, name)
     made: list[Path] = []
     try:
-        for env in envs:
-            folder = overlay_dir(repo, env, name)
-            folder.mkdir(parents=True)
-            made.append(folder)
-            atomic_write_text(folder / KUSTOMIZATION, overlay_text(env, name))
-            Pin(environment=env).write(folder / pins.FILE)
-            written += [(folder / f).relative_to(repo) for f in (KUSTOMIZATION, pins.FILE)]
+        for path, text in files.items():
+            if not path.parent.exists():
+                path.parent.mkdir(parents=True)
+                made.append(path.parent)
+            atomic_write_text(path, text)
     except BaseException:
         for folder in made:  # all environments or none
             shutil.rmtree(folder, ignore_errors=True)
         raise
-    return written
+    return [p.relative_to(repo) for p in files]

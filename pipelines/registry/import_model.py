@@ -25,6 +25,7 @@ from contracts.signature import Signature
 from pipelines import declaration
 from pipelines.declaration import Declaration
 from pipelines.errors import CommandError
+from pipelines.gitops import pins
 from pipelines.registry import lineage
 from pipelines.registry.register import publish_outputs, register
 from pipelines.stages import evaluate, export_onnx, gate
@@ -163,7 +164,7 @@ def run(args: argparse.Namespace) -> int:
     train, test = pd.read_parquet(splits["train"]), pd.read_parquet(splits["test"])
     verdict, compiled = import_model(
         args.path, out_dir, decl=decl, trust=args.trust_pickle, train=train, test=test,
-        test_path=splits["test"], champion=repo / "environments/production" / name / "model.yaml")
+        test_path=splits["test"], champion=repo / pins.relpath("production", name))
     print(compiled)
     print(gate.table(verdict, json.loads((out_dir / "latency.json").read_text())))
     if not verdict["passed"]:
