@@ -60,7 +60,8 @@ def check_gate(models_dir: Path, repo: Path, lock: dict[str, Any] | None,
         # must be the one its stage wrote.
         for stage, entry in lineage.outputs(lock):
             path = repo / entry["path"]
-            if path.is_file() and path.parent.resolve() == models_dir.resolve() \
+            if stage.endswith(f"@{model}") and path.is_file() \
+                    and path.parent.resolve() == models_dir.resolve() \
                     and entry.get("md5") != lineage.md5(path):
                 raise CommandError(f"refused: {entry['path']} is stale relative to dvc.lock "
                                    f"(stage {stage!r} recorded another file); run `dvc repro`")
