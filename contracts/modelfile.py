@@ -7,10 +7,10 @@ import skops.io as sio
 
 # Types beyond skops' defaults that our estimators need. Anything else in a file is refused.
 TRUSTED_TYPES: tuple[str, ...] = (
-    # SimpleImputer (a nullable number) keeps the dtype it was fitted on.
-    "numpy.dtype",
     "sklearn.tree._tree.Tree",
     "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+    # SimpleImputer (nullable numeric features) keeps the dtype it was fitted on.
+    "numpy.dtype",
 )
 
 

@@ -1,4 +1,4 @@
-"""The pin: the one promotable file per environment (`environments/<env>/model.yaml`).
+"""The pin: the one promotable file per environment and model (`environments/<env>/<model>/model.yaml`).
 
 It holds only immutable references (registry name + version, the bundle's sha256 and
 its lineage), never an alias, so the same file always means the same bytes in service.
@@ -17,8 +17,9 @@ from contracts.files import atomic_write_text
 
 API_VERSION = "gitops-ml/v1"
 KIND = "ModelPin"
-_SHA256 = re.compile(r"^[0-9a-f]{64}$")
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+# Used with fullmatch only: `$` in re.match also accepts a trailing newline.
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 HEADER = (
     "# What this environment serves. Written by `mlops promote`; change it only through a\n"
@@ -39,14 +40,14 @@ class ModelRef(BaseModel):
     @field_validator("name")
     @classmethod
     def _name(cls, v: str) -> str:
-        if not _NAME.match(v):
+        if not _NAME.fullmatch(v):
             raise ValueError(f"model name {v!r} is not a plain registry name")
         return v
 
     @field_validator("sha256")
     @classmethod
     def _sha(cls, v: str) -> str:
-        if not _SHA256.match(v):
+        if not _SHA256.fullmatch(v):
             raise ValueError("sha256 must be 64 lowercase hex digits")
         return v
 

@@ -60,6 +60,8 @@ class Signature(BaseModel):
     features: list[Feature] = Field(min_length=1)
     # Features whose values the prediction log must not keep (personal data, secrets).
     never_log: list[str] = Field(default_factory=list)
+    # Days the prediction log keeps this model's predictions (None: until deleted by hand).
+    retention_days: int | None = Field(None, ge=1)
 
     @model_validator(mode="after")
     def _task_shape(self) -> Signature:

@@ -15,6 +15,8 @@ from pipelines.errors import CommandError
 
 # (subcommand, module, one-line help)
 COMMANDS: list[tuple[str, str, str]] = [
+    ("new-model", "pipelines.declaration.onboard",
+     "draft a model's declaration from its data and wire it in (no code)"),
     ("register", "pipelines.registry.register", "log the gated model to MLflow and register a new version"),
     ("import", "pipelines.registry.import_model", "bring a delivered model file through the gates"),
     ("promote", "pipelines.gitops.promote", "pin a registered version in an environment (one commit)"),
@@ -23,7 +25,14 @@ COMMANDS: list[tuple[str, str, str]] = [
     ("history", "pipelines.gitops.history", "every promotion and rollback of an environment"),
     ("sync-aliases", "pipelines.registry.sync_aliases", "make registry aliases follow the pins in git"),
     ("serve", "pipelines.serve", "run the inference service on an environment's pin"),
+    ("changed", "pipelines.changed", "the declared models a change touches against a base revision"),
     ("report", "pipelines.report", "metrics vs the base branch, gate verdicts: the PR report"),
+    ("db", "pipelines.predictions.database", "the prediction log's database: upgrade or check it"),
+    ("collect", "pipelines.predictions.collect",
+     "labelled production rows of a model into its next training data"),
+    ("prune", "pipelines.predictions.prune", "delete predictions past their model's retention"),
+    ("retrain-summary", "pipelines.predictions.retrain",
+     "collected rows and recent-holdout metrics against the champion, for a retrain PR"),
 ]
 
 

@@ -1,7 +1,10 @@
 """`make demo`: the main job end to end on the embedded defaults, in a throwaway clone.
 
-pipeline → registry → promote to staging and production → retrain → promote again →
-roll production back → serve the production pin and ask it for predictions.
+Two models of different tasks in one repository: churn (binary, declared) and diabetes
+(regression, onboarded with `mlops new-model` as a user would). Pipeline → registry → promote
+both to staging and production → retrain churn → promote it → roll churn back while diabetes
+keeps serving → serve both → feedback comes back → `mlops collect` → churn retrains on what
+production labelled.
 
 Every step is the command a person would type, printed before it runs. The clone lives in
 build/demo/ (git-ignored): the user's checkout and branch are never touched.
@@ -20,10 +23,11 @@ from pathlib import Path
 
 import yaml
 
-from pipelines.metric_names import KEY_METRICS
+from pipelines.metric_names import key_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
 BOLD, RESET = ("\033[1m", "\033[0m") if sys.stdout.isatty() else ("", "")
+SECOND = ("diabetes", "data/source/diabetes.csv", "progression")
 
 
 class DemoError(Exception):
@@ -71,82 +75,130 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def summarize(repo: Path) -> None:
-    metrics = json.loads((repo / "models/churn/metrics.json").read_text())
-    print(f"  test rows: {metrics['rows']}   (95% bootstrap intervals)")
-    for name in KEY_METRICS:
-        m = metrics[name]
-        print(f"  {name:<10} {m['value']:.4f}  [{m['ci_low']:.4f}, {m['ci_high']:.4f}]")
+def summarize(repo: Path, name: str) -> None:
+    metrics = json.loads((repo / f"models/{name}/metrics.json").read_text())
+    level = f"{metrics.get('confidence', 0.95):.0%}"
+    print(f"  {name}: {metrics['rows']} test rows ({level} bootstrap intervals)")
+    for metric in key_metrics(metrics["task"]):
+        m = metrics[metric]
+        print(f"    {metric:<18} {m['value']:.4f}  [{m['ci_low']:.4f}, {m['ci_high']:.4f}]")
 
 
-def show_gate(repo: Path) -> None:
+def show_gate(repo: Path, name: str) -> None:
     from pipelines.stages.gate import table
 
-    verdict = json.loads((repo / "models/churn/gate.json").read_text())
-    print("\n".join("  " + line for line in table(verdict).splitlines()))
+    verdict = json.loads((repo / f"models/{name}/gate.json").read_text())
+    measured = json.loads((repo / f"models/{name}/latency.json").read_text())
+    print("\n".join("  " + line for line in table(verdict, measured).splitlines()))
 
 
-def set_estimator(repo: Path, estimator: str) -> None:
-    """Change one param, as a data scientist's pull request would."""
-    params_path = repo / "params.yaml"
-    text = params_path.read_text()
+def set_estimator(repo: Path, estimator: str, model: str = "churn") -> None:
+    """Change one key of a declaration, as a data scientist's pull request would."""
+    path = repo / "models" / model / "model.yaml"
+    text = path.read_text()
     current = yaml.safe_load(text)["train"]["estimator"]
-    params_path.write_text(text.replace(f"estimator: {current}", f"estimator: {estimator}", 1))
-    print(f"  params.yaml: train.estimator {current} -> {estimator}")
+    path.write_text(text.replace(f"estimator: {current}", f"estimator: {estimator}", 1))
+    print(f"  models/{model}/model.yaml: train.estimator {current} -> {estimator}")
 
 
 def commit_training(repo: Path, message: str) -> None:
-    """Record what `dvc repro` produced (dvc.lock, metrics, gate verdict) in one commit, so the
-    registered version's git commit names exactly the pipeline state that trained it."""
-    produced = [p for p in ("params.yaml", "dvc.lock", "models", "reports") if (repo / p).exists()]
-    sh(["git", "add", *produced], repo)
+    """Record what `dvc repro` produced (dvc.lock, metrics, gate verdicts) in one commit, so
+    each registered version's git commit names exactly the pipeline state that trained it."""
+    sh(["git", "add", "-A"], repo)
     sh(["git", "commit", "--quiet", "-m", message], repo)
 
 
-def serve_and_predict(repo: Path, env: str, rows: int = 3) -> None:
-    """Start `mlops serve` on a free port, wait for readiness, ask for predictions, stop."""
-    import httpx
-    import pandas as pd
+class Served:
+    """A `mlops serve` process on a free port."""
 
-    port = free_port()
-    cmd = ["mlops", "serve", "--env", env, "--host", "127.0.0.1", "--port", str(port)]
-    print(f"$ {' '.join(cmd)} &", flush=True)
-    log = open(repo / "build-serve.log", "w")
-    proc = subprocess.Popen(cmd, cwd=repo, stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    try:
+    def __init__(self, repo: Path, env: str, model: str) -> None:
+        import httpx
+
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        cmd = ["mlops", "serve", "--env", env, "--model", model, "--port", str(self.port)]
+        print(f"$ {' '.join(cmd)} &", flush=True)
+        self.log_path = repo / "build" / f"serve-{model}.log"
+        self.log_path.parent.mkdir(exist_ok=True)
+        self.log = open(self.log_path, "w")
+        env_vars = {**os.environ, "ALLOW_ANONYMOUS": "true"}  # a local demo: no keys to hand out
+        self.proc = subprocess.Popen(cmd, cwd=repo, stdout=self.log, stderr=subprocess.STDOUT,
+                                     env=env_vars)
         deadline = time.monotonic() + 120
         while True:
             try:
-                if httpx.get(f"{base}/ready", timeout=2).status_code == 200:
-                    break
+                if httpx.get(f"{self.base}/ready", timeout=2).status_code == 200:
+                    return
             except httpx.HTTPError:
                 pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                log.flush()
-                print((repo / "build-serve.log").read_text())
-                raise DemoError("the service did not become ready")
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                print(self.log_path.read_text())
+                raise DemoError(f"the {model} service did not become ready")
             time.sleep(0.5)
-        served = httpx.get(f"{base}/v1/model", timeout=5).json()
-        print(f"  GET /v1/model -> {json.dumps(served)[:300]}")
-        test = pd.read_parquet(repo / "data/split/test.parquet").head(rows)
-        records = json.loads(test.drop(columns=["customerID", "Churn"]).to_json(orient="records"))
-        print(f"$ curl -X POST {base}/v1/predict -d '[...{rows} customers]'")
-        answer = httpx.post(f"{base}/v1/predict", json=records, timeout=10)
-        print(f"  {answer.status_code} {json.dumps(answer.json(), indent=None)[:600]}")
+
+    def post(self, path: str, body) -> dict:
+        import httpx
+
+        answer = httpx.post(f"{self.base}{path}", json=body, timeout=10)
         if answer.status_code != 200:
-            raise DemoError("prediction failed")
-        metrics = httpx.get(f"{base}/metrics", timeout=5).text
-        wanted = ("gitops_ml_model_info", "gitops_ml_predictions_total")
-        shown = [line for line in metrics.splitlines() if line.startswith(wanted)]
-        print("  GET /metrics ->\n" + "\n".join("    " + line for line in shown))
-    finally:
-        proc.terminate()
+            raise DemoError(f"POST {path} answered {answer.status_code}: {answer.text[:300]}")
+        return answer.json()
+
+    def stop(self) -> None:
+        self.proc.terminate()  # SIGTERM: the prediction log's buffer is flushed first
         try:
-            proc.wait(timeout=15)
+            self.proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
+            self.proc.kill()
+        self.log.close()
+
+
+def records(repo: Path, name: str, target: str, rows: int, start: int = 0):
+    """Held-out rows of a model as a client sends them, and their true targets."""
+    import pandas as pd
+
+    from pipelines import declaration
+
+    decl = declaration.load_named(repo, name)
+    test = pd.read_parquet(repo / f"data/{name}/test.parquet").iloc[start:start + rows]
+    body = json.loads(test[decl.feature_names].to_json(orient="records"))
+    return body, test[target].tolist()
+
+
+def serve_and_predict(repo: Path) -> None:
+    """Serve production's two models and ask each for predictions."""
+    for name, target in (("churn", "Churn"), (SECOND[0], SECOND[2])):
+        served = Served(repo, "production", name)
+        try:
+            model = json.loads(__import__("httpx").get(f"{served.base}/v1/model", timeout=5).text)
+            print(f"  GET /v1/model -> {model['name']} v{model['version']} "
+                  f"({model['runtime']}, sha256 {model['sha256'][:12]})")
+            body, truth = records(repo, name, target, 3)
+            print(f"$ curl -X POST {served.base}/v1/predict -d '[...3 rows of {name}]'")
+            answer = served.post("/v1/predict", body)
+            for p, t in zip(answer["predictions"], truth):
+                shown = {k: v for k, v in p.items() if k != "prediction_id"}
+                print(f"  {json.dumps(shown)[:160]}   (truth: {t})")
+        finally:
+            served.stop()
+
+
+def feedback_loop(repo: Path, rows: int = 300) -> None:
+    """Predictions on production churn, their true labels sent back, then collected."""
+    served = Served(repo, "production", "churn")
+    try:
+        body, truth = records(repo, "churn", "Churn", rows)
+        print(f"$ curl -X POST {served.base}/v1/predict -d '[...{rows} customers]'")
+        answered = served.post("/v1/predict", body)["predictions"]
+        labels = [{"prediction_id": p["prediction_id"], "label": t}
+                  for p, t in zip(answered, truth)]
+        print(f"$ curl -X POST {served.base}/v1/feedback -d '[...{rows} labels]'")
+        stored = served.post("/v1/feedback", labels)
+        summary = stored.get("accuracy", stored) if isinstance(stored, dict) else stored
+        print(f"  stored {rows} labels; live accuracy {json.dumps(summary)[:120]}")
+    finally:
+        served.stop()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -155,59 +207,76 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-serve", action="store_true", help="stop before serving")
     args = parser.parse_args(argv)
     os.environ.update(MLFLOW_DISABLE_TELEMETRY="true", DVC_NO_ANALYTICS="1", DO_NOT_TRACK="1")
-    os.environ.pop("MLFLOW_TRACKING_URI", None)  # the embedded default, whatever the shell says
+    for unset in ("MLFLOW_TRACKING_URI", "DATABASE_URL", "GITHUB_TOKEN"):
+        os.environ.pop(unset, None)  # the embedded defaults, and never a call to GitHub
     os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
-    os.environ.pop("GITHUB_TOKEN", None)  # the demo never talks to GitHub
-
+    name, data, target = SECOND
     try:
         step(f"A throwaway clone of this checkout: {args.workdir / 'repo'}")
         repo = clone(ROOT, args.workdir / "repo")
 
-        step("1. Data and pipeline: ingest ► split ► train ► evaluate ► gate")
+        step(f"1. Data, and a second model onboarded without code: {name} (regression)")
         sh([sys.executable, "-m", "pipelines.source"], repo)
+        sh(["mlops", "new-model", name, "--data", data, "--target", target], repo)
+        commit_training(repo, f"Onboard {name}")
+
+        step("2. The pipeline of both models: ingest ► split ► train ► export ► evaluate ► gate")
         sh(["dvc", "repro"], repo, quiet=True)
-        summarize(repo)
-        show_gate(repo)
+        for model in ("churn", name):
+            summarize(repo, model)
+            show_gate(repo, model)
         print("  " + sh(["dvc", "repro"], repo, quiet=True).strip().splitlines()[-1])
-        commit_training(repo, "Train churn: dvc.lock and metrics")
+        commit_training(repo, "Train churn and diabetes: dvc.lock and metrics")
 
-        step("2. Register the gated model in MLflow (embedded SQLite store)")
-        sh(["mlops", "register"], repo)
-
-        step("3. Promote version 1: staging, then production (each one commit)")
-        sh(["mlops", "promote", "churn", "1", "--to", "staging", "--here"], repo)
-        sh(["mlops", "promote", "churn", "1", "--to", "production", "--here"], repo)
+        step("3. Register both in MLflow (embedded SQLite store), promote each to staging, "
+             "then production")
+        for model in ("churn", name):
+            sh(["mlops", "register", model], repo)
+            for env in ("staging", "production"):
+                sh(["mlops", "promote", model, "1", "--to", env, "--here"], repo)
         sh(["mlops", "sync-aliases"], repo)
         sh(["mlops", "status"], repo)
 
-        step("4. A retrained challenger: change one param, dvc repro, register version 2")
+        step("4. A retrained churn challenger: one key of its declaration, dvc repro (diabetes "
+             "is not retrained), register and promote version 2")
         set_estimator(repo, "gradient_boosting")
-        sh(["dvc", "repro"], repo, quiet=True)
-        summarize(repo)
-        show_gate(repo)
-        commit_training(repo, "Train churn with gradient boosting: params, dvc.lock and metrics")
-        sh(["mlops", "register"], repo)
-        sh(["mlops", "promote", "churn", "2", "--to", "staging", "--here"], repo)
-        sh(["mlops", "promote", "churn", "2", "--to", "production", "--here"], repo)
-        sh(["mlops", "sync-aliases"], repo)
-        sh(["mlops", "status"], repo)
+        out = sh(["dvc", "repro"], repo, quiet=True)
+        ran = [line.split("'")[1] for line in out.splitlines() if line.startswith("Running")]
+        print(f"  stages that ran: {', '.join(ran)}")
+        summarize(repo, "churn")
+        commit_training(repo, "Train churn with gradient boosting")
+        sh(["mlops", "register", "churn"], repo)
+        for env in ("staging", "production"):
+            sh(["mlops", "promote", "churn", "2", "--to", env, "--here"], repo)
 
-        step("5. Roll production back: git revert of its newest promotion")
-        sh(["mlops", "rollback", "production", "--here"], repo)
+        step("5. Roll churn back in production (git revert); diabetes keeps serving as it was")
+        sh(["mlops", "rollback", "production", "--model", "churn", "--here"], repo)
         sh(["mlops", "sync-aliases"], repo)
         sh(["mlops", "status"], repo)
         sh(["mlops", "history", "production"], repo)
-        sh(["git", "log", "--oneline", "-8"], repo)
+        sh(["git", "log", "--oneline", "-6"], repo)
 
         if not args.no_serve:
-            step("6. Serve what production pins, and ask it for predictions")
-            serve_and_predict(repo, "production")
+            step("6. Serve what production pins, one process per model, and ask each")
+            sh(["mlops", "db", "upgrade"], repo)
+            serve_and_predict(repo)
+
+            step("7. Production data comes back: labels for served predictions, collected into "
+                 "churn's next training data, and a retrain on them")
+            feedback_loop(repo)
+            sh(["mlops", "collect", "churn"], repo)
+            out = sh(["dvc", "repro"], repo, quiet=True)
+            ran = [line.split("'")[1] for line in out.splitlines() if line.startswith("Running")]
+            print(f"  stages that ran: {', '.join(ran)}")
+            sh(["mlops", "retrain-summary", "churn"], repo)
+            commit_training(repo, "Retrain churn on collected production rows")
     except DemoError as exc:
         print(f"\ndemo failed: {exc}", file=sys.stderr)
         return 1
     step("Done")
     print(f"  the clone:      {repo}\n"
           f"  the registry:   mlflow ui --backend-store-uri sqlite:///{repo}/.mlflow/mlflow.db\n"
+          f"  the log:        sqlite3 {repo}/.mlflow/predictions.db\n"
           "  your checkout and branch were not touched")
     return 0
 

@@ -7,7 +7,14 @@ KEY_METRICS_BY_TASK: dict[str, tuple[str, ...]] = {
     "multiclass": ("macro_f1", "balanced_accuracy", "accuracy", "log_loss"),
     "regression": ("rmse", "mae", "r2"),
 }
-LOWER_IS_BETTER = frozenset({"log_loss", "rmse", "mae"})
+# What the slice rules can judge per slice (pipelines/stages/slices.py), per task.
+SLICE_METRICS: dict[str, tuple[str, ...]] = {
+    "binary": ("true_positive_rate", "false_positive_rate", "selection_rate", "roc_auc",
+               "accuracy"),
+    "multiclass": ("accuracy", "balanced_accuracy"),
+    "regression": ("mae", "rmse"),
+}
+LOWER_IS_BETTER = frozenset({"log_loss", "rmse", "mae", "false_positive_rate"})
 # Every key metric of any task, in a stable order (tables that mix tasks sort by it).
 KEY_METRICS: tuple[str, ...] = tuple(dict.fromkeys(
     m for names in KEY_METRICS_BY_TASK.values() for m in names))

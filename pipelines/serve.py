@@ -1,4 +1,5 @@
-"""`mlops serve --env ENV`: run the inference service on an environment's pin.
+"""`mlops serve --env ENV [--model NAME]`: run the inference service on one model's pin in an
+environment (`--model` may be left out when the environment holds one model).
 
 The service follows the pin file while it runs, so a promotion merged (or a `git revert` of
 one) is picked up without a restart. This module only starts the service process; it never
@@ -11,30 +12,32 @@ import os
 import sys
 from pathlib import Path
 
-from contracts.pin import Pin
 from pipelines.errors import CommandError
 from pipelines.gitops import pins
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--env", required=True, help="environment whose pin to serve")
+    parser.add_argument("--model", help="the model to serve (may be left out when ENV holds one)")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     parser.add_argument("--repo", type=Path, default=Path("."),
                         help="the gitops repository (default: current directory)")
 
 
-def pin_path(repo: Path, env: str) -> Path:
-    """environments/<env>/model.yaml, checked to exist and to hold a valid pin."""
-    path = repo / pins.relpath(env)
-    if not path.is_file():
-        known = sorted(pins.environments(repo))
-        raise CommandError(f"no pin for environment {env!r} at {path}; environments with a pin: "
-                           f"{', '.join(known) or 'none'}")
+def pin_path(repo: Path, env: str, model: str | None = None) -> Path:
+    """environments/<env>/<model>/model.yaml, checked to exist and to hold a valid pin of that
+    model (`model` None: the environment's only model)."""
+    if env not in pins.environments(repo):
+        known = pins.environments(repo)
+        raise CommandError(f"no pin for environment {env!r} under {repo / pins.ROOT}; "
+                           f"environments with a pin: {', '.join(known) or 'none'}")
+    model = pins.resolve_model(repo, env, model)
+    path = repo / pins.relpath(env, model)
     try:
-        Pin.read(path)
+        pins.parse(path.read_text(), env, model, str(path))
     except ValueError as exc:
-        raise CommandError(f"{path} is not a valid pin: {exc}") from exc
+        raise CommandError(str(exc)) from exc
     return path
 
 
@@ -51,9 +54,10 @@ def service_environment(repo: Path, pin: Path) -> dict[str, str]:
 
 def run(args: argparse.Namespace) -> int:
     repo = args.repo.resolve()
-    pin = pin_path(repo, args.env)
+    pin = pin_path(repo, args.env, args.model or None)
     env = service_environment(repo, pin)
-    print(f"mlops serve: {args.env} from {pin} on http://{args.host}:{args.port}", flush=True)
+    print(f"mlops serve: {pin.parent.name} in {args.env} from {pin} on "
+          f"http://{args.host}:{args.port}", flush=True)
     command = [sys.executable, "-m", "service", "--host", args.host, "--port", str(args.port)]
     # Become the service process: signals (Ctrl-C, SIGTERM) reach it directly.
     os.execve(sys.executable, command, env)

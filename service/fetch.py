@@ -8,7 +8,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from contracts.digest import bundle_sha256
+from contracts.digest import UnsafeFileNameError, bundle_sha256
 from contracts.pin import ModelRef
 from service.errors import LoadError
 
@@ -47,6 +47,8 @@ def fetch_verified(ref: ModelRef, tracking_uri: str | None, cache_dir: Path) -> 
 def _digest(path: Path) -> str:
     try:
         return bundle_sha256(path)
+    except UnsafeFileNameError as exc:  # no pin can name such a bundle
+        raise LoadError("digest_mismatch", f"the bundle at {path} has no digest: {exc}") from exc
     except (FileNotFoundError, OSError) as exc:
         raise LoadError("download_failed", f"cannot read the bundle at {path}: {exc}") from exc
 

@@ -13,8 +13,9 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 # Fixture modules of the promotion and service tests, loaded once for the whole session.
-pytest.register_assert_rewrite("gitops_fixtures", "service_fixtures", "servers")
-pytest_plugins = ["gitops_fixtures", "service_fixtures"]
+pytest.register_assert_rewrite("gitops_fixtures", "service_fixtures", "servers",
+                               "pipeline_fixtures", "db_fixtures")
+pytest_plugins = ["gitops_fixtures", "service_fixtures", "pipeline_fixtures", "db_fixtures"]
 
 # Tools never phone home from the tests, and the venv's `python`/`dvc` run the stages.
 os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
@@ -28,7 +29,7 @@ for key, value in {"GIT_AUTHOR_NAME": "Test Person", "GIT_AUTHOR_EMAIL": "test@e
     os.environ.setdefault(key, value)
 
 PROJECT_FILES = ("dvc.yaml", "params.yaml", ".dvcignore", ".gitignore", "pyproject.toml")
-PROJECT_DIRS = ("pipelines", "contracts", ".dvc", "environments")
+PROJECT_DIRS = ("pipelines", "contracts", ".dvc", "environments", "models", "data")
 
 
 def run(cmd: list[str], cwd: Path, check: bool = True,
@@ -43,14 +44,15 @@ def run(cmd: list[str], cwd: Path, check: bool = True,
 
 
 def make_project(dst: Path) -> Path:
-    """A fresh git repository holding the project's pipeline files, committed."""
+    """A fresh git repository holding the project's pipeline files (what git versions of them,
+    as they are in the work tree), committed."""
     dst.mkdir(parents=True, exist_ok=True)
-    ignore = shutil.ignore_patterns("__pycache__", "tmp", "cache", "node_modules")
-    for name in PROJECT_FILES:
-        if (ROOT / name).exists():
+    listed = run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "--",
+                  *PROJECT_FILES, *PROJECT_DIRS], ROOT).stdout.split()
+    for name in listed:
+        if (ROOT / name).is_file():
+            (dst / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(ROOT / name, dst / name)
-    for name in PROJECT_DIRS:
-        shutil.copytree(ROOT / name, dst / name, ignore=ignore)
     run(["git", "init", "-q", "-b", "main"], dst)
     run(["git", "add", "-A"], dst)
     run(["git", "commit", "-q", "-m", "project"], dst)
@@ -71,12 +73,35 @@ def telco(telco_csv) -> pd.DataFrame:
     return pd.read_csv(telco_csv, dtype=str, keep_default_na=False)
 
 
+# The models the session's trained project onboards with `mlops new-model`, on data the tests
+# make: name -> (maker in pipeline_fixtures, target column, task it is read as).
+ONBOARDED = {"fraud": ("make_binary", "fraud", "binary"),
+             "tiers": ("make_multiclass", "tier", "multiclass"),
+             "flats": ("make_regression", "price_k", "regression")}
+
+
 @pytest.fixture(scope="session")
 def trained_project(tmp_path_factory) -> Path:
-    """A project copy on which `make data` and `dvc repro` ran once (shared, treat read-only)."""
+    """The pipeline's one run of the session (shared, treat read-only): the project with the
+    churn model on the Telco data, plus one model per task onboarded exactly as a user would
+    (`mlops new-model`, commit, `dvc repro`), all trained by a single `dvc repro`, committed.
+
+    The commit before onboarding is tagged `before-onboarding`."""
+    import pipeline_fixtures
+
     repo = make_project(tmp_path_factory.mktemp("trained") / "repo")
     run([sys.executable, "-m", "pipelines.source"], repo)
+    run(["git", "tag", "before-onboarding"], repo)
+    for name, (maker, target, _) in ONBOARDED.items():
+        pipeline_fixtures.write_csv(getattr(pipeline_fixtures, maker)(),
+                                    repo / "data" / "source" / f"{name}.csv")
+        run([sys.executable, "-m", "pipelines.cli", "new-model", name, "--data",
+             f"data/source/{name}.csv", "--target", target], repo)
+    run(["git", "add", "-A"], repo)
+    run(["git", "commit", "-q", "-m", "Onboard fraud, tiers and flats"], repo)
     run(["dvc", "repro"], repo)
+    run(["git", "add", "-A"], repo)
+    run(["git", "commit", "-q", "-m", "Train every model"], repo)
     return repo
 
 
@@ -90,9 +115,9 @@ def project_copy(trained_project, tmp_path) -> Path:
 
 @pytest.fixture(scope="session")
 def splits(trained_project) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(train, test) as the split stage wrote them."""
-    return (pd.read_parquet(trained_project / "data/split/train.parquet"),
-            pd.read_parquet(trained_project / "data/split/test.parquet"))
+    """The churn model's (train, test) as the split stage wrote them."""
+    return (pd.read_parquet(trained_project / "data/churn/train.parquet"),
+            pd.read_parquet(trained_project / "data/churn/test.parquet"))
 
 
 @pytest.fixture(autouse=True)

@@ -18,6 +18,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = "churn"
+# A second registered model, for what must stay separate between models.
+OTHER = "housing"
 
 
 def sh(cwd: Path, *cmd: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -42,8 +44,17 @@ class GitopsRepo:
     path: Path
     remote: Path
 
-    def pin_bytes(self, env: str) -> bytes:
-        return (self.path / "environments" / env / "model.yaml").read_bytes()
+    def pin_bytes(self, env: str, model: str = MODEL) -> bytes:
+        return (self.path / "environments" / env / model / "model.yaml").read_bytes()
+
+    def add_model(self, name: str = OTHER) -> str:
+        """Add a model to every environment (its overlay and an empty pin), committed."""
+        from pipelines.gitops.environments import add_model
+
+        add_model(self.path, name)
+        git(self.path, "add", "environments")
+        git(self.path, "commit", "-q", "-m", f"Add {name} to every environment")
+        return self.head()
 
     def head(self) -> str:
         return git(self.path, "rev-parse", "HEAD").strip()
@@ -103,6 +114,7 @@ class Registry:
     uri: str
     versions: dict[str, int]  # role -> version number
     digests: dict[int, str]
+    other_digests: dict[int, str]  # versions of OTHER, all gated
 
 
 METRICS = {1: 0.81, 2: 0.83, 3: 0.85, 4: 0.60, 5: 0.86, 6: 0.87}
@@ -117,7 +129,7 @@ def _gate(version: int) -> dict:
          "note": "", "verdict": "pass"}]}
 
 
-def _base_bundle(dst: Path) -> Path:
+def _base_bundle(dst: Path, model: str = MODEL) -> Path:
     import mlflow.sklearn
     import numpy as np
     from sklearn.linear_model import LogisticRegression
@@ -128,7 +140,7 @@ def _base_bundle(dst: Path) -> Path:
     mlflow.sklearn.save_model(LogisticRegression().fit(x, y), str(dst),
                               serialization_format="skops")
     (dst / "signature.json").write_text(json.dumps({
-        "model": MODEL, "target": "Churn", "classes": ["No", "Yes"], "positive_class": "Yes",
+        "model": model, "target": "Churn", "classes": ["No", "Yes"], "positive_class": "Yes",
         "features": [{"name": "a", "type": "number"}, {"name": "b", "type": "number"}]}))
     return dst
 
@@ -136,8 +148,34 @@ def _base_bundle(dst: Path) -> Path:
 @pytest.fixture(scope="session")
 def registry_store(tmp_path_factory) -> Registry:
     """Versions 1-3 and 5-6 of `churn` pass their gate; 4 failed it; 6's artifact was altered
-    after registration (digest mismatch). Built once per test session."""
+    after registration (digest mismatch); versions 1-2 of `housing` pass. Built once per test
+    session."""
     return _build_registry(tmp_path_factory.mktemp("registry"))
+
+
+def _register(client, experiment: str, base: Path, root: Path, model: str, version: int,
+              metrics: dict[str, float], gate: dict) -> str:
+    """Register a copy of `base` as the next version of `model`; return its digest."""
+    from pipelines.registry import store as registry
+
+    bundle = root / f"bundle-{model}-v{version}"
+    shutil.copytree(base, bundle)
+    (bundle / "metrics.json").write_text(json.dumps(
+        {k: {"value": v, "ci_low": v - 0.02, "ci_high": v + 0.02} for k, v in metrics.items()}))
+    (bundle / "gate.json").write_text(json.dumps(gate))
+    run_id = client.create_run(experiment).info.run_id
+    for key, value in metrics.items():
+        for suffix, shift in (("", 0.0), ("_ci_low", -0.02), ("_ci_high", 0.02)):
+            client.log_metric(run_id, key + suffix, value + shift)
+    if "roc_auc" in metrics:
+        client.log_metric(run_id, "f1", metrics["roc_auc"] - 0.2)
+    client.log_param(run_id, "train.estimator", "logistic_regression")
+    info = registry.register_bundle(bundle, model, run_id=run_id, tags={
+        "gate": "passed" if gate["passed"] else "failed", "run_id": run_id,
+        "git_commit": f"{version:x}" * 40, "data_hash": f"{version}" * 32})
+    assert info.version == version
+    client.set_terminated(run_id)
+    return info.sha256
 
 
 def _build_registry(root: Path) -> Registry:
@@ -152,25 +190,14 @@ def _build_registry(root: Path) -> Registry:
         client = registry.client()
         exp = client.create_experiment(MODEL, artifact_location=(root / "artifacts").as_uri())
         base = _base_bundle(root / "base")
-        digests = {}
-        for version in sorted(METRICS):
-            bundle = root / f"bundle-v{version}"
-            shutil.copytree(base, bundle)
-            auc = METRICS[version]
-            (bundle / "metrics.json").write_text(json.dumps(
-                {"roc_auc": {"value": auc, "ci_low": auc - 0.02, "ci_high": auc + 0.02}}))
-            (bundle / "gate.json").write_text(json.dumps(_gate(version)))
-            run_id = client.create_run(exp).info.run_id
-            for key, value in {"roc_auc": auc, "roc_auc_ci_low": auc - 0.02,
-                               "roc_auc_ci_high": auc + 0.02, "f1": auc - 0.2}.items():
-                client.log_metric(run_id, key, value)
-            client.log_param(run_id, "train.estimator", "logistic_regression")
-            info = registry.register_bundle(bundle, MODEL, run_id=run_id, tags={
-                "gate": "failed" if version == 4 else "passed", "run_id": run_id,
-                "git_commit": f"{version:x}" * 40, "data_hash": f"{version}" * 32})
-            assert info.version == version
-            digests[version] = info.sha256
-            client.set_terminated(run_id)
+        digests = {version: _register(client, exp, base, root, MODEL, version,
+                                      {"roc_auc": auc}, _gate(version))
+                   for version, auc in sorted(METRICS.items())}
+        other_base = _base_bundle(root / "other-base", OTHER)
+        passed = {"passed": True, "rules": []}
+        other = {version: _register(client, exp, other_base, root, OTHER, version,
+                                    {"mae": mae}, passed)
+                 for version, mae in ((1, 0.5), (2, 0.4))}
         # Someone changes a stored file of v6 after it was registered.
         stored = Path(registry.get_version(MODEL, 6).source.removeprefix("file://"))
         (stored / "metrics.json").write_text('{"roc_auc": {"value": 0.99}}')
@@ -178,7 +205,7 @@ def _build_registry(root: Path) -> Registry:
         mlflow.set_tracking_uri(None)
         mlflow.set_registry_uri(None)
     return Registry(uri, {"v1": 1, "v2": 2, "v3": 3, "failed_gate": 4, "v5": 5, "tampered": 6},
-                    digests)
+                    digests, other)
 
 
 @pytest.fixture()
@@ -189,8 +216,9 @@ def registry_env(registry_store, monkeypatch) -> Iterator[Registry]:
     from pipelines.registry import store as registry
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", registry_store.uri)
-    for alias in registry.aliases(MODEL):
-        registry.delete_alias(MODEL, alias)
+    for model in (MODEL, OTHER):
+        for alias in registry.aliases(model):
+            registry.delete_alias(model, alias)
     yield registry_store
     # registry.client() also sets MLflow's process-wide URI (and exports it as
     # MLFLOW_TRACKING_URI); leave no trace for other tests.

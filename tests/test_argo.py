@@ -1,7 +1,7 @@
-"""The Argo WorkflowTemplate: built by hera from dvc.yaml, committed, and valid for Argo."""
+"""The Argo WorkflowTemplate: built by hera from DVC's own resolution of dvc.yaml, committed,
+one DAG per declared model, and valid for Argo."""
 from __future__ import annotations
 
-import shlex
 import shutil
 import subprocess
 import sys
@@ -11,22 +11,22 @@ import pytest
 import yaml
 
 from pipelines.argo import workflow
+from pipelines.errors import CommandError
 
 ROOT = Path(__file__).resolve().parents[1]
-COMMITTED = ROOT / "pipelines" / "argo" / "churn-pipeline.yaml"
+COMMITTED = ROOT / "pipelines" / "argo" / "gitops-ml-pipeline.yaml"
 
 
 def template_doc() -> dict:
     return yaml.safe_load(COMMITTED.read_text())
 
 
-def containers(doc: dict) -> dict[str, dict]:
-    return {t["name"]: t for t in doc["spec"]["templates"] if "container" in t}
+def templates(doc: dict) -> dict[str, dict]:
+    return {t["name"]: t for t in doc["spec"]["templates"]}
 
 
-def dag_tasks(doc: dict) -> dict[str, dict]:
-    dag = next(t for t in doc["spec"]["templates"] if t["name"] == doc["spec"]["entrypoint"])
-    return {task["name"]: task for task in dag["dag"]["tasks"]}
+def dag_tasks(doc: dict, name: str) -> dict[str, dict]:
+    return {task["name"]: task for task in templates(doc)[name]["dag"]["tasks"]}
 
 
 def copy_project(dst: Path) -> Path:
@@ -35,110 +35,140 @@ def copy_project(dst: Path) -> Path:
     return dst
 
 
+def depends(task: dict) -> set[str]:
+    return set(filter(None, (task.get("depends") or "").split(" && ")))
+
+
 def test_committed_yaml_is_what_hera_builds_from_dvc_yaml():
     assert COMMITTED.read_text() == workflow.render(), (
-        "pipelines/argo/churn-pipeline.yaml is stale: run `make argo-workflow` and commit it")
+        "pipelines/argo/gitops-ml-pipeline.yaml is stale: run `make argo-workflow` and commit it")
 
 
 def test_check_mode_fails_when_dvc_yaml_and_committed_yaml_drift(tmp_path):
     project = copy_project(tmp_path)
-    out = tmp_path / "churn-pipeline.yaml"
+    out = tmp_path / "pipeline.yaml"
     out.write_text(workflow.render(project))
-    ok = subprocess.run([sys.executable, "-m", "pipelines.argo", "--repo", str(project),
-                         "--out", str(out), "--check"],
-                        capture_output=True, text=True, cwd=ROOT, check=False)
+    check = [sys.executable, "-m", "pipelines.argo", "--repo", str(project), "--out", str(out),
+             "--check"]
+    ok = subprocess.run(check, capture_output=True, text=True, cwd=ROOT, check=False)
     assert ok.returncode == 0, ok.stderr
-    dvc = (project / "dvc.yaml").read_text().replace("--test data/split/test.parquet",
-                                                      "--test data/split/holdout.parquet")
+    dvc = (project / "dvc.yaml").read_text().replace("--test data/${key}/test.parquet",
+                                                      "--test data/${key}/holdout.parquet", 1)
     (project / "dvc.yaml").write_text(dvc)
-    stale = subprocess.run([sys.executable, "-m", "pipelines.argo", "--repo", str(project),
-                            "--out", str(out), "--check"],
-                        capture_output=True, text=True, cwd=ROOT, check=False)
+    stale = subprocess.run(check, capture_output=True, text=True, cwd=ROOT, check=False)
     assert stale.returncode == 1
     assert "stale" in stale.stderr and "make argo-workflow" in stale.stderr
 
 
-def test_each_step_runs_the_dvc_stage_command_in_the_project_image():
-    doc = template_doc()
-    steps = containers(doc)
-    dvc = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    assert list(steps) == [*dvc, "register"]
-    for name, spec in dvc.items():
-        expected = workflow._interpolate(" ".join(spec["cmd"].split()), params)
-        container = steps[name]["container"]
-        assert container["command"] == shlex.split(expected), name
-        assert container["image"] == "{{workflow.parameters.image}}"
+def test_each_step_runs_its_stage_command_for_its_model_in_the_project_image():
+    steps = templates(template_doc())
+    assert steps["train-churn"]["container"]["command"] == [
+        "python", "-m", "pipelines.stages.train", "--declaration", "models/churn/model.yaml",
+        "--train", "data/churn/train.parquet", "--model", "models/churn/model.skops",
+        "--signature", "models/churn/signature.json", "--reference", "models/churn/reference.json"]
+    ingest = steps["ingest-churn"]["container"]["command"]
+    assert ingest[ingest.index("--source") + 1] == "data/source/telco_churn.csv"
+    for name in ("ingest", "split", "train", "export", "evaluate", "gate", "register"):
+        container = steps[f"{name}-churn"]["container"]
+        assert container["image"] == workflow.IMAGE
         assert container["workingDir"] == workflow.WORKDIR
-    register = steps["register"]["container"]["command"]
-    assert register[-1].endswith("python -m pipelines.cli register")
+    register = steps["register-churn"]["container"]["command"][-1]
+    assert register == ("dvc commit --force --quiet ingest@churn split@churn train@churn "
+                        "export@churn evaluate@churn gate@churn && "
+                        "python -m pipelines.cli register churn")
 
 
-def test_artifacts_flow_from_the_stage_that_writes_a_path_to_the_stages_that_read_it():
+def test_a_models_stages_run_in_dependency_order_and_register_waits_for_all():
+    tasks = dag_tasks(template_doc(), "churn")
+    assert {name: depends(task) for name, task in tasks.items()} == {
+        "ingest": set(),
+        "split": {"ingest"},
+        "train": {"split"},
+        "export": {"train", "split"},
+        "evaluate": {"train", "split"},
+        "gate": {"train", "export", "evaluate", "split"},  # it times model.onnx
+        "register": {"ingest", "split", "train", "export", "evaluate", "gate"},
+    }
+    # Each hand-off names the artifact its producer writes, at the path dvc.yaml gives it.
+    gate_inputs = {a["name"]: a["from"] for a in tasks["gate"]["arguments"]["artifacts"]}
+    assert gate_inputs["models-churn-metrics-json"] == (
+        "{{tasks.evaluate.outputs.artifacts.models-churn-metrics-json}}")
+    produced = {a["name"]: a["path"] for a in
+                templates(template_doc())["evaluate-churn"]["outputs"]["artifacts"]}
+    assert produced["models-churn-metrics-json"] == f"{workflow.WORKDIR}/models/churn/metrics.json"
+    # The data comes from the artifact store, not from git: the source and the collected rows.
+    ingest_inputs = {a["name"]: a["from"] for a in tasks["ingest"]["arguments"]["artifacts"]}
+    assert ingest_inputs == {
+        "data-source-telco-churn-csv": "{{inputs.artifacts.data-source-telco-churn-csv}}",
+        "data-churn-production-csv": "{{inputs.artifacts.data-churn-production-csv}}"}
+
+
+def test_the_model_parameter_chooses_one_model_or_all(tmp_path):
+    project = copy_project(tmp_path)
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["models"]["flats"] = {"source": "data/source/flats.csv",
+                                  "production": "data/flats/production.csv"}
+    (project / "params.yaml").write_text(yaml.safe_dump(params))
+    doc = yaml.safe_load(workflow.render(project))
+    model = next(p for p in doc["spec"]["arguments"]["parameters"] if p["name"] == "model")
+    assert model["value"] == "all" and model["enum"] == ["all", "churn", "flats"]
+    entry = dag_tasks(doc, "pipeline")
+    assert set(entry) == {"churn", "flats"}
+    assert "'{{workflow.parameters.model}}' == 'flats'" in entry["flats"]["when"]
+    sources = {a["name"]: a["s3"]["key"] for a in doc["spec"]["arguments"]["artifacts"]}
+    assert sources == {
+        "data-source-telco-churn-csv": "datasets/data/source/telco_churn.csv",
+        "data-churn-production-csv": "datasets/data/churn/production.csv",
+        "data-source-flats-csv": "datasets/data/source/flats.csv",
+        "data-flats-production-csv": "datasets/data/flats/production.csv"}
+    assert "train-flats" in templates(doc) and "register-flats" in templates(doc)
+
+
+def test_pods_run_unprivileged_and_only_registration_holds_credentials():
     doc = template_doc()
-    tasks, steps = dag_tasks(doc), containers(doc)
-    stages = workflow.stages(ROOT)
-    writer = {out: s.name for s in stages for out in s.outs}
-    for stage in stages:
-        inputs = {a["name"]: a for a in steps[stage.name]["inputs"]["artifacts"]}
-        assert inputs["repo"]["git"]["revision"] == "{{workflow.parameters.revision}}"
-        outputs = {a["name"]: a["path"] for a in steps[stage.name].get("outputs", {}).get(
-            "artifacts", [])}
-        for out in stage.outs:
-            assert outputs[workflow.artifact_name(out)] == f"{workflow.WORKDIR}/{out}"
-        passed = {a["name"]: a["from"] for a in tasks[stage.name].get("arguments", {}).get(
-            "artifacts", [])}
-        for dep in stage.deps:
-            if dep in writer:
-                name = workflow.artifact_name(dep)
-                assert inputs[name]["path"] == f"{workflow.WORKDIR}/{dep}"
-                assert passed[name] == f"{{{{tasks.{writer[dep]}.outputs.artifacts.{name}}}}}"
-                assert writer[dep] in tasks[stage.name]["depends"]
-    # The raw data comes from the artifact store, not from git.
-    assert "source-data" in passed_names(tasks["ingest"])
-    # Registration waits for every stage, the gate included.
-    assert set(tasks["register"]["depends"].split(" && ")) == {s.name for s in stages}
-
-
-def passed_names(task: dict) -> set[str]:
-    return {a["name"] for a in task.get("arguments", {}).get("artifacts", [])}
-
-
-def test_registration_sees_every_output_and_only_runs_after_the_gate():
-    doc = template_doc()
-    stages = workflow.stages(ROOT)
-    outs = {workflow.artifact_name(o) for s in stages for o in s.outs}
-    assert outs <= passed_names(dag_tasks(doc)["register"])
-    assert "gate" in [s.name for s in stages]
+    pod = doc["spec"]["securityContext"]
+    assert pod["runAsNonRoot"] and pod["runAsUser"] == 10001
+    assert pod["seccompProfile"] == {"type": "RuntimeDefault"}
+    for name, template in templates(doc).items():
+        if "container" not in template:
+            continue
+        container = template["container"]
+        assert container["securityContext"] == {
+            "allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]},
+            "readOnlyRootFilesystem": True, "runAsNonRoot": True}, name
+        assert ("envFrom" in container) == name.startswith("register-"), name
+    # What a submitter may choose: the model and the revision, never the image or the repo.
+    chosen = {p["name"] for p in doc["spec"]["arguments"]["parameters"]}
+    assert chosen == {"model", "revision"}
+    repo = next(a for a in templates(doc)["train-churn"]["inputs"]["artifacts"]
+                if a["name"] == "repo")
+    assert repo["git"]["repo"] == workflow.REPO_URL
 
 
 def test_a_missing_param_in_dvc_yaml_is_named(tmp_path):
     project = copy_project(tmp_path)
     (project / "dvc.yaml").write_text((project / "dvc.yaml").read_text().replace(
-        "${ingest.source}", "${ingest.nowhere}", 1))
-    from pipelines.errors import CommandError
-
-    with pytest.raises(CommandError, match=r"ingest\.nowhere"):
+        "${item.source}", "${item.nowhere}", 1))
+    with pytest.raises(CommandError, match=r"nowhere"):
         workflow.build(project)
 
 
-def test_workflow_template_matches_the_argo_workflows_crd_schema():
-    if shutil.which("node") is None or shutil.which("npm") is None:
-        pytest.skip("node/npm missing")
-    proc = subprocess.run([sys.executable, "-m", "pipelines.checks.manifests", "--crds", "pipelines/argo"],
+def _crd_check(path: Path | str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "pipelines.checks.manifests", "--crds", str(path)],
                           cwd=ROOT, capture_output=True, text=True, check=False)
+
+
+def test_workflow_template_matches_the_argo_workflows_crd_schema():
+    proc = _crd_check("pipelines/argo")
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "ok   argoproj.io/v1alpha1 WorkflowTemplate/churn-pipeline" in proc.stdout
+    assert "ok   argoproj.io/v1alpha1 WorkflowTemplate/gitops-ml-pipeline" in proc.stdout
 
 
 def test_crd_check_rejects_a_broken_workflow_template(tmp_path):
-    if shutil.which("node") is None or shutil.which("npm") is None:
-        pytest.skip("node/npm missing")
     doc = template_doc()
-    containers(doc)["train"]["container"]["command"] = "python -m pipelines.stages.train"  # not a list
+    templates(doc)["train-churn"]["container"]["command"] = "python -m pipelines.stages.train"
     broken = tmp_path / "broken.yaml"
     broken.write_text(yaml.safe_dump(doc))
-    proc = subprocess.run([sys.executable, "-m", "pipelines.checks.manifests", "--crds", str(broken)],
-                          cwd=ROOT, capture_output=True, text=True, check=False)
+    proc = _crd_check(broken)
     assert proc.returncode == 1
-    assert "WorkflowTemplate/churn-pipeline" in proc.stderr and "command" in proc.stderr
+    assert "WorkflowTemplate/gitops-ml-pipeline" in proc.stderr and "command" in proc.stderr

@@ -13,18 +13,18 @@ def status(repo) -> tuple[str, str, str]:
 
 def test_demo_clone_carries_uncommitted_edits_and_leaves_the_checkout_as_it_was(tmp_path):
     user = make_project(tmp_path / "user")
-    params = user / "params.yaml"
-    params.write_text(params.read_text().replace("test_size: 0.2", "test_size: 0.25"))
+    declared = user / "models/churn/model.yaml"
+    declared.write_text(declared.read_text().replace("test_size: 0.2", "test_size: 0.25"))
     before = status(user)
 
     demo = clone(user, tmp_path / "build" / "demo" / "repo")
-    assert "test_size: 0.25" in (demo / "params.yaml").read_text()
+    assert "test_size: 0.25" in (demo / "models/churn/model.yaml").read_text()
     set_estimator(demo, "random_forest")
     commit_training(demo, "Train churn with random forest")
 
     assert status(user) == before
-    assert "test_size: 0.25" in params.read_text()
-    assert "estimator: logistic_regression" in params.read_text()
+    assert "test_size: 0.25" in declared.read_text()
+    assert "estimator: logistic_regression" in declared.read_text()
     log = run(["git", "log", "--format=%s"], demo).stdout.splitlines()
     assert log[:2] == ["Train churn with random forest", "demo: uncommitted changes of the checkout"]
     assert run(["git", "status", "--porcelain"], demo).stdout == ""

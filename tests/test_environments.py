@@ -1,7 +1,10 @@
-"""The Kustomize environments and Argo CD objects: they render, validate, and follow the pin."""
+"""The Kustomize environments and Argo CD objects: every model is its own workload in each
+environment, rendered from one base; they render, validate, follow the pin, and never share an
+object, a pod or a rendered byte with another model."""
 from __future__ import annotations
 
 import copy
+import fnmatch
 import shutil
 import subprocess
 import sys
@@ -14,9 +17,15 @@ import yaml
 from contracts.pin import Lineage, ModelRef, Pin, Promotion
 from pipelines.checks import crds, manifests
 from pipelines.errors import CommandError
+from pipelines.gitops import environments, pins
 
 ROOT = Path(__file__).resolve().parents[1]
 ENVS = ("staging", "production")
+MODEL, OTHER = "churn", "housing"
+OVERLAYS = [(env, MODEL) for env in ENVS]
+MODEL_LABEL = "gitops-ml/model"
+
+pytestmark = pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl missing")
 
 
 def _by_kind(objects: list[dict], kind: str) -> list[dict]:
@@ -29,15 +38,27 @@ def _one(objects: list[dict], kind: str) -> dict:
     return found[0]
 
 
+def render(repo: Path, env: str, model: str) -> str:
+    return manifests.render(Path(repo) / "environments" / env / model)
+
+
 @pytest.fixture(scope="module")
 def rendered() -> dict[str, list[dict]]:
-    return {env: manifests.documents(manifests.render(ROOT / "environments" / env)) for env in ENVS}
+    return {env: manifests.documents(render(ROOT, env, MODEL)) for env in ENVS}
 
 
-def _pinned(env: str, version: int) -> Pin:
+@pytest.fixture()
+def two_models(tmp_path) -> Path:
+    """A copy of the repository's environments/ with a second model added to every environment."""
+    shutil.copytree(ROOT / "environments", tmp_path / "environments")
+    environments.add_model(tmp_path, OTHER)
+    return tmp_path
+
+
+def _pinned(env: str, version: int, model: str = MODEL) -> Pin:
     return Pin(
         environment=env,
-        model=ModelRef(name="churn", version=version, uri=f"models:/churn/{version}",
+        model=ModelRef(name=model, version=version, uri=f"models:/{model}/{version}",
                        sha256=f"{version:x}" * 64),
         lineage=Lineage(run_id="r" * 32, git_commit="c" * 40, data_hash="d" * 32),
         metrics={"roc_auc": 0.84},
@@ -45,15 +66,25 @@ def _pinned(env: str, version: int) -> Pin:
     )
 
 
-def test_every_environment_folder_is_an_overlay_with_a_pin():
-    assert [p.name for p in manifests.overlays(ROOT)] == list(ENVS)
-    for env in ENVS:
-        assert Pin.read(ROOT / "environments" / env / "model.yaml").environment == env
+def test_every_environment_holds_one_overlay_per_model_with_its_pin():
+    assert pins.environments(ROOT) == list(ENVS)
+    assert [p.relative_to(ROOT).as_posix() for p in manifests.overlays(ROOT)] == [
+        f"environments/{env}/{model}" for env, model in OVERLAYS]
+    for env, model in OVERLAYS:
+        pin = Pin.read(ROOT / pins.relpath(env, model))
+        assert pin.environment == env and pin.is_empty
+
+
+@pytest.mark.parametrize(("env", "model"), OVERLAYS)
+def test_a_model_overlay_is_the_small_generated_kustomization_and_its_pin_nothing_more(env, model):
+    folder = ROOT / "environments" / env / model
+    assert sorted(p.name for p in folder.iterdir()) == ["kustomization.yaml", "model.yaml"]
+    assert (folder / "kustomization.yaml").read_text() == environments.overlay_text(env, model)
 
 
 @pytest.mark.parametrize("env", ENVS)
 def test_overlay_renders_and_passes_strict_kubernetes_validation(env):
-    manifests.validate_kubernetes(manifests.render(ROOT / "environments" / env), label=env)
+    manifests.validate_kubernetes(render(ROOT, env, MODEL), label=env)
 
 
 def test_strict_validation_rejects_an_unknown_field(rendered):
@@ -65,27 +96,50 @@ def test_strict_validation_rejects_an_unknown_field(rendered):
         manifests.validate_kubernetes(yaml.safe_dump_all(objects), label="broken")
 
 
-# Each Argo CD Application: its file, the folder it syncs, the namespace it syncs into.
-APPLICATIONS = {
-    "staging": ("environments/staging", "gitops-ml-staging"),
-    "production": ("environments/production", "gitops-ml-production"),
-    "pipeline": ("pipelines/argo", "gitops-ml-pipeline"),
-    "monitoring": ("environments/monitoring", "monitoring"),
-}
+# --- Argo CD ---------------------------------------------------------------------------------
+
+def argocd_objects(repo: Path = ROOT) -> list[dict]:
+    return manifests.documents(manifests.render(Path(repo) / "environments" / "argocd"))
+
+
+def generated_applications(repo: Path) -> list[dict]:
+    """What the ApplicationSet's git directories generator makes of `repo`'s folders: the
+    generator matches each `directories[].path` glob against the repository's directories and
+    fills the Go template with the folder's path."""
+    appset = _one(argocd_objects(repo), "ApplicationSet")
+    generator = appset["spec"]["generators"][0]["git"]
+    folders = sorted({p.relative_to(repo).as_posix() for p in Path(repo).rglob("*") if p.is_dir()})
+    matched = [f for f in folders
+               if any(fnmatch.fnmatchcase(f, d["path"]) and "/" not in f[len(d["path"]) - 1:]
+                      for d in generator["directories"] if not d.get("exclude"))]
+    apps = []
+    for folder in matched:
+        segments = folder.split("/")
+        text = (yaml.safe_dump(appset["spec"]["template"])
+                .replace("{{ index .path.segments 1 }}", segments[1])
+                .replace("{{ .path.basename }}", segments[-1])
+                .replace("{{ .path.path }}", folder))
+        assert "{{" not in text, text
+        apps.append(yaml.safe_load(text))
+    return apps
 
 
 def test_argocd_objects_match_the_argo_cd_schema():
-    objects = manifests.documents(manifests.render(ROOT / "environments" / "argocd"))
-    assert sorted(o["kind"] for o in objects) == ["AppProject"] + ["Application"] * len(APPLICATIONS)
+    objects = argocd_objects()
+    assert sorted(o["kind"] for o in objects) == ["AppProject", "Application", "Application",
+                                                  "ApplicationSet"]
     report = crds.validate(objects)
     assert sum(line.startswith("ok ") for line in report) == len(objects)
 
 
 def test_argocd_schema_check_rejects_a_wrong_type():
-    objects = manifests.documents(manifests.render(ROOT / "environments" / "argocd"))
-    for app in _by_kind(objects, "Application"):
-        broken = copy.deepcopy(app)
-        broken["spec"]["syncPolicy"]["automated"]["prune"] = "yes"
+    for obj in argocd_objects():
+        if obj["kind"] == "AppProject":
+            continue
+        broken = copy.deepcopy(obj)
+        spec = broken["spec"]["template"]["spec"] if obj["kind"] == "ApplicationSet" else (
+            broken["spec"])
+        spec["syncPolicy"]["automated"]["prune"] = "yes"
         with pytest.raises(CommandError, match="prune must be boolean"):
             crds.validate([broken])
 
@@ -96,40 +150,82 @@ def test_crd_check_rejects_a_kind_it_has_no_schema_for():
         crds.validate([config_map])
 
 
-@pytest.mark.parametrize("name", APPLICATIONS)
+def test_the_applicationset_makes_one_application_per_environment_and_model():
+    apps = generated_applications(ROOT)
+    assert [(a["metadata"]["name"], a["spec"]["source"]["path"]) for a in apps] == sorted(
+        (f"gitops-ml-{env}-{model}", f"environments/{env}/{model}") for env, model in OVERLAYS)
+    for app in apps:
+        spec = app["spec"]
+        assert spec["syncPolicy"]["automated"] == {"prune": True, "selfHeal": True}
+        env = app["metadata"]["labels"]["gitops-ml/environment"]
+        assert spec["destination"]["namespace"] == f"gitops-ml-{env}"
+        # Argo CD generates Application names: they must be DNS labels.
+        assert len(app["metadata"]["name"]) <= 63
+
+
+def test_adding_a_model_is_two_files_per_environment_and_changes_no_argo_cd_object(two_models):
+    before = argocd_objects(ROOT)
+    assert argocd_objects(two_models) == before
+    written = sorted(p.relative_to(two_models).as_posix()
+                     for p in (two_models / "environments").rglob("*")
+                     if p.is_file() and OTHER in p.parts)
+    assert written == sorted(f"environments/{env}/{OTHER}/{name}" for env in ENVS
+                             for name in ("kustomization.yaml", "model.yaml"))
+    names = {a["metadata"]["name"] for a in generated_applications(two_models)}
+    assert names == {f"gitops-ml-{env}-{m}" for env in ENVS for m in (MODEL, OTHER)}
+
+
+NAMESPACED_APPS = {
+    "pipeline": ("pipelines/argo", "gitops-ml-pipeline"),
+    "monitoring": ("environments/monitoring", "monitoring"),
+}
+
+
+@pytest.mark.parametrize("name", NAMESPACED_APPS)
 def test_argocd_application_syncs_its_folder_automatically_with_prune_and_self_heal(name):
-    path, namespace = APPLICATIONS[name]
-    app = yaml.safe_load((ROOT / "environments" / "argocd" / f"{name}.yaml").read_text())
+    path, namespace = NAMESPACED_APPS[name]
+    app = next(o for o in argocd_objects() if o["metadata"]["name"] == f"gitops-ml-{name}")
     spec = app["spec"]
-    assert app["metadata"]["name"] == f"gitops-ml-{name}"
     assert spec["source"]["path"] == path
     assert spec["destination"]["namespace"] == namespace
     assert spec["syncPolicy"]["automated"] == {"prune": True, "selfHeal": True}
-    assert "CreateNamespace=true" in spec["syncPolicy"]["syncOptions"]
     kustomization = yaml.safe_load((ROOT / path / "kustomization.yaml").read_text())
     assert kustomization["namespace"] == namespace
 
 
-@pytest.mark.parametrize("name", APPLICATIONS)
-def test_argocd_project_admits_everything_its_application_renders(name):
-    objects = manifests.documents(manifests.render(ROOT / "environments" / "argocd"))
-    project = _one(objects, "AppProject")
-    app = next(o for o in objects if o["metadata"]["name"] == f"gitops-ml-{name}")
-    assert app["spec"]["project"] == project["metadata"]["name"]
-    destination = app["spec"]["destination"]
-    assert {"server": destination["server"], "namespace": destination["namespace"]} in (
-        project["spec"]["destinations"])
-    # The project whitelists no cluster-scoped kind but Namespace, so every object the
-    # Application syncs must land in its destination namespace.
-    rendered = manifests.documents(manifests.render(ROOT / app["spec"]["source"]["path"]))
-    assert rendered
-    for obj in rendered:
-        assert obj["metadata"].get("namespace") == destination["namespace"], obj["kind"]
+def _all_applications(repo: Path) -> list[dict]:
+    return generated_applications(repo) + _by_kind(argocd_objects(repo), "Application")
 
+
+def test_argocd_project_admits_exactly_what_its_applications_render_and_nothing_cluster_wide(
+        two_models):
+    project = _one(argocd_objects(), "AppProject")["spec"]
+    # No Namespace, CRD or ClusterRole: the namespaces exist before Argo CD syncs into them.
+    assert project.get("clusterResourceWhitelist") == []
+    assert not any("CreateNamespace=true" in a["spec"]["syncPolicy"].get("syncOptions", [])
+                   for a in _all_applications(two_models))
+    allowed = {(k["group"], k["kind"]) for k in project["namespaceResourceWhitelist"]}
+    rendered_kinds = set()
+    for app in _all_applications(two_models):
+        assert app["spec"]["project"] == "gitops-ml"
+        destination = app["spec"]["destination"]
+        assert {"server": destination["server"], "namespace": destination["namespace"]} in (
+            project["destinations"])
+        path = app["spec"]["source"]["path"]  # pipelines/argo is not in the copy
+        objects = manifests.load((two_models if (two_models / path).is_dir() else ROOT) / path)
+        assert objects
+        for obj in objects:
+            assert obj["metadata"].get("namespace") == destination["namespace"], obj["kind"]
+            group = obj["apiVersion"].rpartition("/")[0]
+            rendered_kinds.add((group, obj["kind"]))
+    assert rendered_kinds == allowed
+
+
+# --- one model's workload --------------------------------------------------------------------
 
 def test_changing_the_pin_changes_the_configmap_name_the_deployment_mounts(tmp_path):
     shutil.copytree(ROOT / "environments", tmp_path / "environments")
-    overlay = tmp_path / "environments" / "staging"
+    overlay = tmp_path / "environments" / "staging" / MODEL
 
     def mounted_pin() -> tuple[str, str]:
         objects = manifests.documents(manifests.render(overlay))
@@ -148,7 +244,8 @@ def test_changing_the_pin_changes_the_configmap_name_the_deployment_mounts(tmp_p
     _pinned("staging", 3).write(overlay / "model.yaml")
     v3_name, _ = mounted_pin()
 
-    assert empty_name.startswith("model-pin-") and v2_name.startswith("model-pin-")
+    assert empty_name.startswith(f"{MODEL}-model-pin-") and v2_name.startswith(
+        f"{MODEL}-model-pin-")
     assert len({empty_name, v2_name, v3_name}) == 3
     assert Pin.parse(v2_text).model.version == 2
     # Same pin, same name: re-rendering does not roll pods for nothing.
@@ -159,10 +256,11 @@ def test_changing_the_pin_changes_the_configmap_name_the_deployment_mounts(tmp_p
 def _normalised(objects: list[dict], env: str) -> list[dict]:
     # Remove exactly what may differ between environments; the rest must be identical.
     # Production may also deliver by canary (Argo Rollouts objects, the HPA scaling the Rollout).
-    text = yaml.safe_dump_all(objects, sort_keys=True).replace(f"gitops-ml-{env}", "NS")
+    text = (yaml.safe_dump_all(objects, sort_keys=True).replace(f"gitops-ml-{env}", "NS")
+            .replace(f"gitops-ml/environment: {env}", "gitops-ml/environment: ENV"))
     out = []
     for obj in yaml.safe_load_all(text):
-        if obj["kind"] == "ConfigMap" and obj["metadata"]["name"].startswith("model-pin-"):
+        if obj["kind"] == "ConfigMap" and "-model-pin-" in obj["metadata"]["name"]:
             continue
         if obj["apiVersion"].startswith("argoproj.io/"):
             continue
@@ -178,7 +276,7 @@ def _normalised(objects: list[dict], env: str) -> list[dict]:
     return out
 
 
-def test_overlays_differ_only_in_namespace_replicas_pin_and_delivery(rendered):
+def test_environments_differ_only_in_namespace_replicas_pin_and_delivery(rendered):
     assert _normalised(rendered["staging"], "staging") == _normalised(rendered["production"],
                                                                        "production")
     hpa = {env: _one(rendered[env], "HorizontalPodAutoscaler")["spec"] for env in ENVS}
@@ -208,6 +306,7 @@ def test_service_runs_non_root_read_only_with_health_and_ready_probes(rendered, 
                  "ServiceAccount"):
         assert _one(objects, kind)["metadata"]["namespace"] == f"gitops-ml-{env}"
     assert _one(objects, "ServiceAccount")["automountServiceAccountToken"] is False
+    assert pod["serviceAccountName"] == _one(objects, "ServiceAccount")["metadata"]["name"]
 
 
 def test_environments_hold_no_secrets_and_no_deprecated_patch_fields(rendered):
@@ -218,12 +317,110 @@ def test_environments_hold_no_secrets_and_no_deprecated_patch_fields(rendered):
         assert "patchesStrategicMerge" not in data and "patchesJson6902" not in data, kustomization
 
 
+# --- several models ----------------------------------------------------------------------------
+
+def _selectors(obj: dict) -> list[dict]:
+    spec = obj.get("spec", {})
+    kind = obj["kind"]
+    if kind == "Service":
+        return [spec["selector"]]
+    if kind == "NetworkPolicy":
+        return [spec["podSelector"]["matchLabels"]]
+    if kind in ("Deployment", "Rollout", "PodDisruptionBudget"):
+        return [spec["selector"]["matchLabels"]]
+    return []
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_models_of_one_environment_share_no_object_and_select_only_their_own_pods(two_models,
+                                                                                 env):
+    by_model = {m: manifests.documents(render(two_models, env, m)) for m in (MODEL, OTHER)}
+    assert manifests.shared_names({m: objs for m, objs in by_model.items()}) == []
+    for model, objects in by_model.items():
+        names = {(o["kind"], o["metadata"]["name"]) for o in objects}
+        for obj in objects:
+            assert obj["metadata"]["name"].startswith(f"{model}-"), obj["metadata"]["name"]
+            assert obj["metadata"]["labels"][MODEL_LABEL] == model
+            for selector in _selectors(obj):
+                assert selector.get(MODEL_LABEL) == model, (obj["kind"], selector)
+        pod_labels = _one(objects, "Deployment")["spec"]["template"]["metadata"]["labels"]
+        assert pod_labels[MODEL_LABEL] == model
+        # Every name a workload uses is one of this model's own objects.
+        hpa = _one(objects, "HorizontalPodAutoscaler")["spec"]["scaleTargetRef"]
+        assert (hpa["kind"], hpa["name"]) in names
+        pod = _one(objects, "Deployment")["spec"]["template"]["spec"]
+        for volume in pod["volumes"]:
+            if "configMap" in volume:
+                assert ("ConfigMap", volume["configMap"]["name"]) in names
+        for rollout in _by_kind(objects, "Rollout"):
+            ref = rollout["spec"]["workloadRef"]
+            assert (ref["kind"], ref["name"]) in names
+            for template in rollout["spec"]["strategy"]["canary"]["analysis"]["templates"]:
+                assert ("AnalysisTemplate", template["templateName"]) in names
+
+
+def test_the_manifests_check_refuses_two_models_rendering_the_same_object(two_models):
+    overlay = two_models / "environments" / "staging" / OTHER / "kustomization.yaml"
+    overlay.write_text(overlay.read_text().replace(f"namePrefix: {OTHER}-", f"namePrefix: {MODEL}-"))
+    with pytest.raises(CommandError, match="rendered by more than one overlay") as info:
+        manifests.check_all(two_models)
+    assert f"Deployment gitops-ml-staging/{MODEL}-gitops-ml: environments/staging/{MODEL}, " \
+           f"environments/staging/{OTHER}" in str(info.value)
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_promoting_one_model_leaves_the_other_models_manifests_byte_for_byte(two_models, env):
+    other_before = render(two_models, env, OTHER)
+    model_before = render(two_models, env, MODEL)
+    _pinned(env, 2).write(two_models / pins.relpath(env, MODEL))
+    assert render(two_models, env, OTHER) == other_before
+    assert render(two_models, env, MODEL) != model_before
+    # ... and the other way round.
+    model_after = render(two_models, env, MODEL)
+    _pinned(env, 1, OTHER).write(two_models / pins.relpath(env, OTHER))
+    assert render(two_models, env, MODEL) == model_after
+
+
+# --- adding a model ----------------------------------------------------------------------------
+
+def test_add_model_writes_an_overlay_and_an_empty_pin_in_every_environment(two_models):
+    for env in ENVS:
+        folder = two_models / "environments" / env / OTHER
+        assert (folder / "kustomization.yaml").read_text() == environments.overlay_text(env, OTHER)
+        assert Pin.read(folder / "model.yaml") == Pin(environment=env)
+    assert pins.models(two_models, "production") == [MODEL, OTHER]
+
+
+@pytest.mark.parametrize(("name", "message"), [
+    ("Fraud", "is not a DNS-1123 label"),
+    ("x" * 41, "longer than 40 characters"),
+    (MODEL, "staging already has model 'churn'"),
+])
+def test_add_model_refuses_and_writes_nothing(tmp_path, name, message):
+    shutil.copytree(ROOT / "environments", tmp_path / "environments")
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    with pytest.raises(CommandError, match=message):
+        environments.add_model(tmp_path, name)
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
+
+
+def test_add_model_refuses_an_environment_without_its_shared_component(tmp_path):
+    shutil.copytree(ROOT / "environments", tmp_path / "environments")
+    (tmp_path / "environments" / "qa" / MODEL).mkdir(parents=True)
+    Pin(environment="qa").write(tmp_path / "environments" / "qa" / MODEL / "model.yaml")
+    with pytest.raises(CommandError, match="environment qa has no environments/shared/qa/"):
+        environments.add_model(tmp_path, OTHER)
+    assert not (tmp_path / "environments" / "staging" / OTHER).exists()
+
+
+# --- the checks command ------------------------------------------------------------------------
+
 def test_manifests_command_checks_every_overlay_and_the_argocd_objects(capsys):
     assert manifests.main([]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out == ["ok  environments/staging: renders and passes kubernetes-validate",
-                   "ok  environments/production: renders and passes kubernetes-validate",
-                   "ok  environments/argocd: 5 objects match the Argo CD schema"]
+    assert out == ["ok  environments/staging/churn: renders and passes kubernetes-validate",
+                   "ok  environments/production/churn: renders and passes kubernetes-validate",
+                   "ok  environments/argocd: 4 objects match the Argo CD schema"]
 
 
 def test_crd_schema_checker_installs_once_from_its_lock_file_even_when_raced(tmp_path):
@@ -231,7 +428,7 @@ def test_crd_schema_checker_installs_once_from_its_lock_file_even_when_raced(tmp
     # tools/crd-validate/package-lock.json into one folder, never into the repository.
     if shutil.which("node") is None or shutil.which("npm") is None:
         pytest.skip("node/npm missing")
-    code = "import sys; from pathlib import Path; from pipelines import crds; " \
+    code = "import sys; from pathlib import Path; from pipelines.checks import crds; " \
            "print(crds.install(Path(sys.argv[1])))"
     racers = [subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], cwd=ROOT,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -5,12 +5,15 @@ import pickle
 import sys
 
 import pytest
-from sklearn.dummy import DummyClassifier
+from sklearn.dummy import DummyClassifier, DummyRegressor
 
 from contracts.modelfile import load_skops
+from contracts.signature import Signature
 from pipelines.registry import store as registry
 from pipelines.stages.features import build_pipeline, features, target
 from tests.conftest import run
+
+pytestmark = pytest.mark.slow
 
 MLOPS = [sys.executable, "-m", "pipelines.cli"]
 
@@ -44,18 +47,48 @@ def test_trusted_pickle_is_converted_gated_and_registered(project_copy, delivere
 
 
 def test_weak_delivered_model_fails_the_gates_and_is_not_registered(project_copy, splits):
-    weak = build_pipeline(DummyClassifier(strategy="prior")).fit(features(splits[0]), target(splits[0]))
+    sig = Signature.read(project_copy / "models/churn/signature.json")
+    weak = build_pipeline(sig, DummyClassifier(strategy="prior")).fit(features(splits[0], sig),
+                                                                      target(splits[0], sig))
     path = project_copy / "weak.pkl"
     path.write_bytes(pickle.dumps(weak))
-    proc = run([*MLOPS, "import", str(path), "--trust-pickle"], project_copy, check=False)
+    proc = run([*MLOPS, "import", str(path), "--name", "churn", "--trust-pickle"], project_copy,
+               check=False)
     assert proc.returncode == 1
-    assert "floor roc_auc" in proc.stdout and "gate: FAILED" in proc.stdout
-    assert "not registered: the gate failed" in proc.stderr
+    assert "beats baseline (log_loss)" in proc.stdout and "floor roc_auc" in proc.stdout
+    assert "gate: FAILED" in proc.stdout and "not registered: the gate failed" in proc.stderr
     assert not (project_copy / ".mlflow").exists()
 
 
-def test_pickle_of_something_else_is_named(project_copy):
+@pytest.mark.parametrize("name, held, message", [
+    ("churn", {"weights": [1, 2, 3]}, "holds a dict, not a fitted classifier with predict_proba; "
+                                      "churn is declared as binary"),
+    ("flats", DummyClassifier(), "holds a DummyClassifier, not a fitted regressor"),
+    ("tiers", DummyRegressor(), "holds a DummyRegressor, not a fitted classifier"),
+])
+def test_a_pickle_that_does_not_fit_the_declaration_is_named(project_copy, name, held, message):
     path = project_copy / "odd.pkl"
-    path.write_bytes(pickle.dumps({"weights": [1, 2, 3]}))
-    proc = run([*MLOPS, "import", str(path), "--trust-pickle"], project_copy, check=False)
-    assert proc.returncode == 2 and "holds a dict, not a fitted classifier" in proc.stderr
+    path.write_bytes(pickle.dumps(held))
+    proc = run([*MLOPS, "import", str(path), "--name", name, "--trust-pickle"], project_copy,
+               check=False)
+    assert proc.returncode == 2 and message in proc.stderr, proc.stderr
+    assert not (project_copy / "build").exists()
+
+
+def test_the_name_is_checked_before_any_path_is_built_from_it(project_copy, delivered):
+    proc = run([*MLOPS, "import", str(delivered), "--name", "../../etc", "--trust-pickle"],
+               project_copy, check=False)
+    assert proc.returncode == 2 and "is not a DNS-1123 label" in proc.stderr
+    assert not (project_copy / "build").exists()
+
+
+def test_a_classifier_with_other_classes_is_refused(project_copy, splits):
+    sig = Signature.read(project_copy / "models/churn/signature.json")
+    relabelled = target(splits[0], sig).map({"No": "stay", "Yes": "leave"})
+    model = build_pipeline(sig, DummyClassifier()).fit(features(splits[0], sig), relabelled)
+    path = project_copy / "other.pkl"
+    path.write_bytes(pickle.dumps(model))
+    proc = run([*MLOPS, "import", str(path), "--name", "churn", "--trust-pickle"], project_copy,
+               check=False)
+    assert proc.returncode == 2
+    assert "the model predicts classes ['leave', 'stay']; churn declares ['No', 'Yes']" in proc.stderr

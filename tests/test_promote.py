@@ -10,7 +10,7 @@ from pipelines.errors import CommandError
 from pipelines.gitops import git as gitops
 from pipelines.gitops.promote import promote
 
-PIN = "environments/{}/model.yaml"
+PIN = "environments/{}/churn/model.yaml"
 
 pytest_plugins = ("gitops_fixtures",)
 
@@ -117,6 +117,23 @@ def test_refuses_production_before_staging_held_the_digest(gitops_repo, registry
     assert message.startswith("skipping staging: production only accepts a digest that "
                               "staging has pinned before")
     assert "mlops promote churn 2 --to staging" in message
+
+
+def test_a_staging_promotion_that_was_rolled_back_does_not_count_for_production(gitops_repo,
+                                                                               registry_env):
+    from pipelines.gitops.rollback import rollback
+
+    promote(gitops_repo.path, MODEL, 1, "staging", here=True)
+    v2 = promote(gitops_repo.path, MODEL, 2, "staging", here=True)
+    undo = rollback(gitops_repo.path, "staging", here=True)
+    message = _refusal(gitops_repo.path, MODEL, 2, "production", here=True)
+    assert f"churn v2 (sha256 {registry_env.digests[2][:12]}) was pinned there by " \
+           f"{v2.commit[:8]} but that was reverted" in message
+    promote(gitops_repo.path, MODEL, 1, "production", here=True)  # v1 is still held
+    # Reverting the rollback puts v2 back in staging, and with it the proof.
+    git(gitops_repo.path, "revert", "--no-edit", undo.commit)
+    result = promote(gitops_repo.path, MODEL, 2, "production", here=True)
+    assert f"Staging pinned this exact digest in commit `{v2.commit[:12]}`" in result.body
 
 
 def test_a_staging_branch_not_yet_merged_does_not_count_for_production(gitops_repo,

@@ -10,7 +10,7 @@ from contracts.pin import Pin
 from pipelines.errors import CommandError
 from pipelines.gitops.promote import promote
 
-PIN = "environments/staging/model.yaml"
+PIN = "environments/staging/churn/model.yaml"
 
 pytest_plugins = ("gitops_fixtures",)
 

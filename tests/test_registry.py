@@ -12,6 +12,7 @@ import yaml
 
 from contracts.digest import bundle_sha256
 from contracts.modelfile import load_skops
+from contracts.signature import Signature
 from pipelines.registry import store as registry
 from pipelines.stages.features import features
 from tests.conftest import run
@@ -25,7 +26,7 @@ def registered(trained_project, tmp_path_factory):
     repo = tmp_path_factory.mktemp("registered") / "repo"
     shutil.copytree(trained_project, repo, symlinks=True)
     outputs = repo.parent / "github_output"
-    out = run([*MLOPS, "register"], repo, env={"GITHUB_OUTPUT": str(outputs)}).stdout
+    out = run([*MLOPS, "register", "churn"], repo, env={"GITHUB_OUTPUT": str(outputs)}).stdout
     assert "registered churn version 1" in out
     return repo
 
@@ -33,11 +34,11 @@ def registered(trained_project, tmp_path_factory):
 def test_registered_version_round_trips_with_same_predictions_and_digest(registered, splits, tmp_path):
     info = registry.get_version("churn", 1, registered)
     handed_on = (registered.parent / "github_output").read_text()  # what a workflow step reads
-    assert f"version=1\nsha256={info.sha256}\n" in handed_on
+    assert f"model=churn\nversion=1\nsha256={info.sha256}\n" in handed_on
     assert info.gate == "passed" and len(info.sha256) == 64
     assert info.git_commit == run(["git", "rev-parse", "HEAD"], registered).stdout.strip()
     lock = yaml.safe_load((registered / "dvc.lock").read_text())
-    source_md5 = next(d["md5"] for d in lock["stages"]["ingest"]["deps"]
+    source_md5 = next(d["md5"] for d in lock["stages"]["ingest@churn"]["deps"]
                       if d["path"] == "data/source/telco_churn.csv")
     assert info.data_hash == source_md5
     assert info.metrics["roc_auc"] >= 0.80 and info.metrics["roc_auc_ci_low"] < info.metrics["roc_auc"]
@@ -47,7 +48,8 @@ def test_registered_version_round_trips_with_same_predictions_and_digest(registe
     assert bundle_sha256(bundle) == info.sha256
     assert {"MLmodel", "model.skops", "signature.json", "reference.json", "gate.json",
             "metrics.json", "MODEL_CARD.md"} <= {p.name for p in bundle.iterdir()}
-    x = features(splits[1])
+    sig = Signature.read(registered / "models/churn/signature.json")
+    x = features(splits[1], sig)
     original = load_skops(registered / "models/churn/model.skops")
     np.testing.assert_array_equal(load_skops(bundle / "model.skops").predict_proba(x),
                                   original.predict_proba(x))
@@ -77,23 +79,16 @@ def test_unknown_version_is_a_clear_error(registered):
         registry.get_version("churn", 7, registered)
 
 
-def test_weak_model_fails_the_gate_and_register_refuses(project_copy):
-    params = yaml.safe_load((project_copy / "params.yaml").read_text())
-    params["train"]["estimator"] = "random_forest"
-    params["train"]["hyperparameters"]["random_forest"] = {"n_estimators": 1, "max_depth": 1}
-    (project_copy / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-
-    repro = run(["dvc", "repro"], project_copy, check=False)
-    assert repro.returncode != 0
-    assert "floor roc_auc" in repro.stdout and "FAIL" in repro.stdout
-    gate = json.loads((project_copy / "models/churn/gate.json").read_text())
-    assert gate["passed"] is False
-    failed = {r["rule"] for r in gate["rules"] if r["verdict"] == "FAIL"}
-    assert "floor roc_auc" in failed
-
-    refused = run([*MLOPS, "register"], project_copy, check=False)
+def test_register_refuses_a_model_whose_gate_failed(project_copy):
+    gate_path = project_copy / "models/churn/gate.json"
+    gate = json.loads(gate_path.read_text())
+    gate["passed"] = False
+    floor = next(r for r in gate["rules"] if r["rule"] == "floor roc_auc")
+    floor.update(value=0.71, verdict="FAIL", passed=False)
+    gate_path.write_text(json.dumps(gate))
+    refused = run([*MLOPS, "register", "churn"], project_copy, check=False)
     assert refused.returncode == 2
-    assert "refused: the gate failed: floor roc_auc" in refused.stderr
+    assert "refused: the gate failed: floor roc_auc = 0.71 (threshold 0.8)" in refused.stderr
     assert not (project_copy / ".mlflow/mlflow.db").exists() or registry.latest_version(
         "churn", project_copy) is None
 
@@ -101,12 +96,18 @@ def test_weak_model_fails_the_gate_and_register_refuses(project_copy):
 def test_register_refuses_a_gate_verdict_stale_against_dvc_lock(project_copy):
     gate_path = project_copy / "models/churn/gate.json"
     gate_path.write_text(json.dumps(json.loads(gate_path.read_text())) + "\n")  # same verdict, new bytes
-    refused = run([*MLOPS, "register"], project_copy, check=False)
+    refused = run([*MLOPS, "register", "churn"], project_copy, check=False)
     assert refused.returncode == 2
     assert "models/churn/gate.json is stale relative to dvc.lock" in refused.stderr
 
 
-def test_champion_regression_rule_reads_the_production_pin(project_copy):
+def test_register_names_an_undeclared_model(project_copy):
+    refused = run([*MLOPS, "register", "credit"], project_copy, check=False)
+    assert refused.returncode == 2
+    assert "no model 'credit' is declared" in refused.stderr and "churn" in refused.stderr
+
+
+def test_a_new_champion_pin_reruns_only_that_models_gate(project_copy):
     from datetime import datetime
 
     from contracts.pin import Lineage, ModelRef, Pin, Promotion
@@ -117,9 +118,11 @@ def test_champion_regression_rule_reads_the_production_pin(project_copy):
                    lineage=Lineage(run_id="r", git_commit="c", data_hash="d"),
                    metrics={"roc_auc": metrics["roc_auc"]["value"] + 0.05, "pr_auc": 0.5},
                    promoted=Promotion(by="someone", at=datetime.now(UTC)))
-    champion.write(project_copy / "environments/production/model.yaml")
-    out = run(["dvc", "repro", "gate"], project_copy, check=False)
+    champion.write(project_copy / "environments/production/churn/model.yaml")
+    out = run(["dvc", "repro"], project_copy, check=False)
     assert out.returncode != 0
+    assert [line for line in out.stdout.splitlines() if line.startswith("Running stage")] == [
+        "Running stage 'gate@churn':"]
     gate = json.loads((project_copy / "models/churn/gate.json").read_text())
     rule = next(r for r in gate["rules"] if r["rule"] == "vs champion roc_auc")
     assert rule["verdict"] == "FAIL" and "champion v4" in rule["note"]
@@ -129,6 +132,14 @@ def test_champion_regression_rule_reads_the_production_pin(project_copy):
 def test_register_refuses_a_bundle_file_that_its_stage_did_not_write(project_copy):
     reference = project_copy / "models/churn/reference.json"
     reference.write_text(reference.read_text().replace('"rows"', '"rows" ', 1))
-    refused = run([*MLOPS, "register"], project_copy, check=False)
+    refused = run([*MLOPS, "register", "churn"], project_copy, check=False)
     assert refused.returncode == 2
-    assert "models/churn/reference.json is stale relative to dvc.lock (stage 'train'" in refused.stderr
+    assert ("models/churn/reference.json is stale relative to dvc.lock (stage 'train@churn'"
+            in refused.stderr)
+
+
+def test_registering_twice_from_the_same_commit_gives_the_same_digest(registered):
+    again = run([*MLOPS, "register", "churn"], registered).stdout
+    assert "registered churn version 2" in again
+    first, second = (registry.get_version("churn", v, registered) for v in (1, 2))
+    assert first.sha256 == second.sha256 and first.run_id != second.run_id

@@ -48,7 +48,7 @@ def test_promotions_then_rollbacks_restore_every_previous_pin_byte_for_byte(gito
     # mlops rollback now finds v1 as the promotion in effect, and reverting it empties the pin.
     rollback(repo.path, "production", here=True)
     assert repo.pin_bytes("production") == pins["production"][0]
-    assert Pin.read(repo.path / "environments/production/model.yaml").is_empty
+    assert Pin.read(repo.path / "environments/production/churn/model.yaml").is_empty
     with pytest.raises(CommandError, match="nothing to roll back in production"):
         rollback(repo.path, "production", here=True)
 
@@ -74,7 +74,7 @@ def test_hand_typed_git_revert_gives_the_same_commit_content_as_mlops_rollback(g
     for fmt in ("%T", "%B"):  # same tree, same message
         assert git(gitops_repo.path, "log", "-1", f"--format={fmt}") == \
             git(by_hand.path, "log", "-1", f"--format={fmt}")
-    kinds = [e.kind for e in history.events(by_hand.path, "staging")]
+    kinds = [e.kind for e in history.events(by_hand.path, "staging", MODEL)]
     assert kinds[:3] == ["rollback", "promotion", "promotion"]
 
 
@@ -89,7 +89,7 @@ def test_reverting_a_rollback_brings_the_promotion_back(gitops_repo, registry_en
     # The promotion of v2 is in effect again, so it is what the next rollback reverts.
     second = rollback(gitops_repo.path, "staging", here=True)
     assert second.reverted == first.reverted
-    assert Pin.read(gitops_repo.path / "environments/staging/model.yaml").model.version == 1
+    assert Pin.read(gitops_repo.path / "environments/staging/churn/model.yaml").model.version == 1
 
 
 def test_rollback_defaults_to_a_branch_and_leaves_the_checkout_alone(gitops_repo, registry_env):
@@ -109,13 +109,13 @@ def test_rollback_defaults_to_a_branch_and_leaves_the_checkout_alone(gitops_repo
 
 def test_rollback_refuses_when_the_pin_was_edited_outside_promotions(gitops_repo, registry_env):
     promote(gitops_repo.path, MODEL, 1, "staging", here=True)
-    pin_path = gitops_repo.path / "environments/staging/model.yaml"
+    pin_path = gitops_repo.path / "environments/staging/churn/model.yaml"
     pin_path.write_text(pin_path.read_text().replace("roc_auc: 0.81", "roc_auc: 0.91"))
     git(gitops_repo.path, "commit", "-qam", "Edit the staging pin by hand")
     head = gitops_repo.head()
 
     with pytest.raises(CommandError,
-                       match="does not apply cleanly .*environments/staging/model.yaml"):
+                       match="does not apply cleanly .*environments/staging/churn/model.yaml"):
         rollback(gitops_repo.path, "staging", here=True)
     assert gitops_repo.head() == head
     assert git(gitops_repo.path, "status", "--porcelain").strip() == ""
@@ -126,8 +126,8 @@ def test_rollback_refuses_when_the_pin_was_edited_outside_promotions(gitops_repo
 
 def test_rollback_refuses_a_dirty_working_tree(gitops_repo, registry_env):
     promote(gitops_repo.path, MODEL, 1, "staging", here=True)
-    (gitops_repo.path / "environments/staging/model.yaml").write_text("edited\n")
-    with pytest.raises(CommandError, match="dirty working tree: .*environments/staging/model.yaml"):
+    (gitops_repo.path / "environments/staging/churn/model.yaml").write_text("edited\n")
+    with pytest.raises(CommandError, match="dirty working tree: .*environments/staging/churn/model.yaml"):
         rollback(gitops_repo.path, "staging", here=True)
 
 

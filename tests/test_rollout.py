@@ -1,5 +1,6 @@
-"""Production's canary: the rendered Rollout takes the base Deployment's pods, is scaled by the
-HPA, is judged by the AnalysisTemplate, and every custom resource matches its CRD schema."""
+"""Production's canary, per model: the rendered Rollout takes that model's Deployment's pods, is
+scaled by that model's HPA, is judged by that model's AnalysisTemplate, and every custom resource
+matches its CRD schema."""
 from __future__ import annotations
 
 import shutil
@@ -15,19 +16,23 @@ ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl missing")
 
 
-def render(overlay: str) -> dict[tuple[str, str], dict]:
-    out = subprocess.run(["kubectl", "kustomize", str(ROOT / "environments" / overlay)],
+MODEL = "churn"
+NAME = f"{MODEL}-gitops-ml"
+
+
+def render(overlay: str, root: Path = ROOT) -> dict[tuple[str, str], dict]:
+    out = subprocess.run(["kubectl", "kustomize", str(root / "environments" / overlay)],
                          capture_output=True, text=True, check=True).stdout
     return {(d["kind"], d["metadata"]["name"]): d for d in yaml.safe_load_all(out) if d}
 
 
 @pytest.fixture(scope="module")
 def production() -> dict[tuple[str, str], dict]:
-    return render("production")
+    return render(f"production/{MODEL}")
 
 
 def test_rollout_takes_its_pods_from_the_production_deployment(production):
-    rollout = production[("Rollout", "gitops-ml")]
+    rollout = production[("Rollout", NAME)]
     ref = rollout["spec"]["workloadRef"]
     deployment = production[(ref["kind"], ref["name"])]
     assert ref["apiVersion"] == "apps/v1" and deployment["kind"] == "Deployment"
@@ -41,14 +46,13 @@ def test_rollout_takes_its_pods_from_the_production_deployment(production):
 
 
 def test_autoscaler_scales_the_rollout_not_the_deployment(production):
-    target = production[("HorizontalPodAutoscaler", "gitops-ml")]["spec"]["scaleTargetRef"]
-    assert target == {"apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout",
-                      "name": "gitops-ml"}
-    assert "replicas" not in production[("Rollout", "gitops-ml")]["spec"]
+    target = production[("HorizontalPodAutoscaler", NAME)]["spec"]["scaleTargetRef"]
+    assert target == {"apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout", "name": NAME}
+    assert "replicas" not in production[("Rollout", NAME)]["spec"]
 
 
 def test_canary_grows_in_steps_under_background_analysis(production):
-    canary = production[("Rollout", "gitops-ml")]["spec"]["strategy"]["canary"]
+    canary = production[("Rollout", NAME)]["spec"]["strategy"]["canary"]
     weights = [s["setWeight"] for s in canary["steps"] if "setWeight" in s]
     assert weights == sorted(weights) and weights[-1] < 100 and weights[0] <= 10
     assert any("pause" in s for s in canary["steps"])
@@ -65,7 +69,7 @@ def test_canary_grows_in_steps_under_background_analysis(production):
 
 def test_analysis_judges_error_rate_p99_latency_and_shadow_agreement(production):
     metrics = {m["name"]: m for m in
-               production[("AnalysisTemplate", "gitops-ml-canary")]["spec"]["metrics"]}
+               production[("AnalysisTemplate", f"{NAME}-canary")]["spec"]["metrics"]}
     assert set(metrics) == {"error-rate", "p99-latency", "shadow-agreement"}
     for name, metric in metrics.items():
         query = metric["provider"]["prometheus"]["query"]
@@ -79,20 +83,39 @@ def test_analysis_judges_error_rate_p99_latency_and_shadow_agreement(production)
 
 
 def test_staging_keeps_a_plain_deployment():
-    staging = render("staging")
+    staging = render(f"staging/{MODEL}")
     assert not [k for k in staging if k[0] in {"Rollout", "AnalysisTemplate"}]
-    assert staging[("HorizontalPodAutoscaler", "gitops-ml")]["spec"]["scaleTargetRef"][
+    assert staging[("HorizontalPodAutoscaler", NAME)]["spec"]["scaleTargetRef"][
         "kind"] == "Deployment"
+
+
+def test_each_models_canary_drives_only_that_models_deployment_and_analysis(tmp_path):
+    # Without the Argo Rollouts name references (environments/base/canary/names.yaml) a second
+    # model's Rollout would point at the first model's Deployment and AnalysisTemplate.
+    from pipelines.gitops.environments import add_model
+
+    shutil.copytree(ROOT / "environments", tmp_path / "environments")
+    add_model(tmp_path, "housing")
+    for model in (MODEL, "housing"):
+        objects = render(f"production/{model}", tmp_path)
+        name = f"{model}-gitops-ml"
+        rollout = objects[("Rollout", name)]["spec"]
+        assert rollout["workloadRef"]["name"] == name
+        assert [t["templateName"] for t in rollout["strategy"]["canary"]["analysis"][
+            "templates"]] == [f"{name}-canary"]
+        assert ("AnalysisTemplate", f"{name}-canary") in objects
+        assert objects[("HorizontalPodAutoscaler", name)]["spec"]["scaleTargetRef"]["name"] == name
+        assert rollout["selector"]["matchLabels"]["gitops-ml/model"] == model
 
 
 def test_rollout_and_analysis_template_match_the_argo_rollouts_crd_schema():
     if shutil.which("node") is None or shutil.which("npm") is None:
         pytest.skip("node/npm missing")
     proc = subprocess.run([sys.executable, "-m", "pipelines.checks.manifests", "--crds",
-                           "environments/production", "environments/monitoring"],
+                           f"environments/production/{MODEL}", "environments/monitoring"],
                           cwd=ROOT, capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    for kind in ("Rollout/gitops-ml", "AnalysisTemplate/gitops-ml-canary",
+    for kind in (f"Rollout/{NAME}", f"AnalysisTemplate/{NAME}-canary",
                  "PrometheusRule/gitops-ml", "PodMonitor/gitops-ml"):
         assert "ok   " in proc.stdout and kind in proc.stdout, kind
 
@@ -100,7 +123,7 @@ def test_rollout_and_analysis_template_match_the_argo_rollouts_crd_schema():
 def test_crd_check_rejects_a_rollout_with_a_malformed_step(tmp_path, production):
     if shutil.which("node") is None or shutil.which("npm") is None:
         pytest.skip("node/npm missing")
-    rollout = production[("Rollout", "gitops-ml")]
+    rollout = production[("Rollout", NAME)]
     rollout["spec"]["strategy"]["canary"]["steps"][0] = {"setWeight": "ten percent"}
     path = tmp_path / "rollout.yaml"
     path.write_text(yaml.safe_dump(rollout))

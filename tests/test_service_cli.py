@@ -1,4 +1,5 @@
-"""`mlops serve --env ENV`: the service on an environment's pin, following it as it changes."""
+"""`mlops serve --env ENV [--model NAME]`: the service on one model's pin in an environment,
+following it as it changes."""
 from __future__ import annotations
 
 import os
@@ -14,14 +15,16 @@ pytest_plugins = ("service_fixtures",)
 MLOPS = Path(sys.executable).parent / "mlops"
 
 
-def _repo(tmp_path: Path, reg=None, version: int | None = None) -> Path:
-    """A gitops checkout with empty pins, and `version` pinned in staging when given."""
+def _repo(tmp_path: Path, reg=None, version: int | None = None, models=("churn",)) -> Path:
+    """A gitops checkout with empty pins, and `version` of churn pinned in staging when given."""
     repo = tmp_path / "gitops"
     for env in ("staging", "production"):
-        (repo / "environments" / env).mkdir(parents=True)
-        write_pin(repo / "environments" / env / "model.yaml", None, None, environment=env)
+        for model in models:
+            (repo / "environments" / env / model).mkdir(parents=True)
+            write_pin(repo / "environments" / env / model / "model.yaml", None, None,
+                      environment=env)
     if version is not None:
-        write_pin(repo / "environments" / "staging" / "model.yaml", reg, version)
+        write_pin(repo / "environments" / "staging" / "churn" / "model.yaml", reg, version)
     return repo
 
 
@@ -37,7 +40,7 @@ def test_mlops_serve_runs_the_environments_pin_and_follows_it(tmp_path, served_r
         proc = subprocess.Popen([str(MLOPS), "serve", "--env", "staging", "--port", str(port)],
                                 cwd=repo, env=env, stdout=out, stderr=subprocess.STDOUT)
     service = RunningService(f"http://127.0.0.1:{port}", proc, log,
-                             repo / "environments" / "staging" / "model.yaml")
+                             repo / "environments" / "staging" / "churn" / "model.yaml")
     try:
         assert service.wait_ready(1)["sha256"] == reg.digests[1]
         write_pin(service.pin, reg, 2)  # what a merged promotion does to the checkout
@@ -58,12 +61,25 @@ def test_mlops_serve_names_the_environments_it_knows(tmp_path):
                           text=True, check=False, timeout=60)
     assert proc.returncode == 2
     assert "no pin for environment 'qa'" in proc.stderr
-    assert "production, staging" in proc.stderr
+    assert "environments with a pin: staging, production" in proc.stderr
+
+
+def test_mlops_serve_asks_which_model_when_the_environment_holds_several(tmp_path):
+    repo = _repo(tmp_path, models=("churn", "housing"))
+    proc = subprocess.run([str(MLOPS), "serve", "--env", "staging"], cwd=repo,
+                          capture_output=True, text=True, check=False, timeout=60)
+    assert proc.returncode == 2
+    assert "staging holds 2 models (churn, housing): say which with --model NAME" in proc.stderr
+    proc = subprocess.run([str(MLOPS), "serve", "--env", "staging", "--model", "fraud"],
+                          cwd=repo, capture_output=True, text=True, check=False, timeout=60)
+    assert proc.returncode == 2
+    assert "no model 'fraud' in staging" in proc.stderr and "staging has churn, housing" in (
+        proc.stderr)
 
 
 def test_mlops_serve_refuses_a_broken_pin(tmp_path):
     repo = _repo(tmp_path)
-    (repo / "environments" / "staging" / "model.yaml").write_text("model: [\n")
+    (repo / "environments" / "staging" / "churn" / "model.yaml").write_text("model: [\n")
     proc = subprocess.run([str(MLOPS), "serve", "--env", "staging"], cwd=repo,
                           capture_output=True, text=True, check=False, timeout=60)
     assert proc.returncode == 2 and "is not a valid pin" in proc.stderr

@@ -46,10 +46,20 @@ def test_status_reports_an_alias_that_disagrees_with_git(gitops_repo, registry_e
 
 def test_status_reports_a_pinned_version_missing_from_the_registry(gitops_repo, registry_env):
     promote(gitops_repo.path, MODEL, 1, "staging", here=True)
-    pin = gitops_repo.path / "environments/staging/model.yaml"
-    pin.write_text(pin.read_text().replace("churn", "churn-gone"))
-    assert _row(gitops_repo.path, "staging")["registry"] == \
-        "MISSING: churn-gone v1 not in registry"
+    pin = gitops_repo.path / "environments/staging/churn/model.yaml"
+    pin.write_text(pin.read_text().replace("version: 1", "version: 77")
+                   .replace("models:/churn/1", "models:/churn/77"))
+    assert _row(gitops_repo.path, "staging")["registry"] == "MISSING: churn v77 not in registry"
+
+
+def test_status_flags_a_pin_that_names_another_model_than_its_folder(gitops_repo, registry_env):
+    promote(gitops_repo.path, MODEL, 1, "staging", here=True)
+    pin = gitops_repo.path / "environments/staging/churn/model.yaml"
+    pin.write_text(pin.read_text().replace("churn", "fraud"))
+    row = _row(gitops_repo.path, "staging")
+    assert row["model"] == "churn"
+    assert row["version"].startswith("INVALID PIN: environments/staging/churn/model.yaml pins "
+                                     "model 'fraud', but its folder is 'churn'")
 
 
 def test_sync_aliases_moves_aliases_to_the_pinned_versions_and_git_wins(gitops_repo,
@@ -100,13 +110,15 @@ def test_history_lists_promotions_and_rollbacks_newest_first_from_git_alone(gito
     # No registry needed: point MLflow somewhere that does not exist.
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:9")
     lines = history.history_lines(gitops_repo.path, "staging").splitlines()
-    assert lines[0] == "history of staging (environments/staging/model.yaml), newest first"
+    assert lines[0] == "history of staging (environments/staging/<model>/model.yaml), newest first"
+    assert lines[1].split()[:6] == ["WHEN", "COMMIT", "MODEL", "ACTION", "SERVES", "DIGEST"]
     rows = [line.split() for line in lines[2:]]
-    assert [r[2] for r in rows] == ["rollback", "promotion", "promotion", "change"]
-    assert rows[0][3:5] == ["churn", "v1"] and f"{v2[:8]}" in lines[2]
+    assert [r[3] for r in rows] == ["rollback", "promotion", "promotion", "change"]
+    assert rows[0][2:5] == ["churn", "rollback", "v1"] and f"{v2[:8]}" in lines[2]
     assert "reverts promotion" in lines[2] and "(churn v2)" in lines[2]
     assert "reverted later" in lines[3]
-    assert rows[2][3:5] == ["churn", "v1"] and rows[3][3] == "nothing"
+    assert rows[2][4:6] == ["v1", registry_env.digests[1][:12]]
+    assert rows[3][4:6] == ["nothing", "-"]
     assert all("NOTES.md" not in line for line in lines)  # unrelated commits are not history
 
 
@@ -116,6 +128,7 @@ def test_cli_status_and_history_print_tables(gitops_repo, registry_env, capsys):
     rows = [line.split()[:3] for line in capsys.readouterr().out.splitlines()]
     assert ["staging", "churn", "v1"] in rows
     assert cli.main(["history", "staging", "--repo", str(gitops_repo.path)]) == 0
-    assert "promotion churn v1" in capsys.readouterr().out
+    rows = [line.split()[2:5] for line in capsys.readouterr().out.splitlines()]
+    assert ["churn", "promotion", "v1"] in rows
     assert cli.main(["history", "qa", "--repo", str(gitops_repo.path)]) == 2
     assert "unknown environment 'qa'" in capsys.readouterr().err

@@ -1,5 +1,5 @@
 """The GitHub Actions workflows: valid for actionlint and GitHub's schema, thin, least-privilege,
-serialised per environment, on current action versions."""
+serialised per environment, every action pinned by commit, clean under zizmor."""
 from __future__ import annotations
 
 import re
@@ -127,24 +127,36 @@ def test_workflow_inputs_reach_commands_only_through_environment_variables():
 def test_rollback_starts_by_hand_or_from_alertmanager():
     doc = load("rollback")
     assert doc["on"]["repository_dispatch"]["types"] == ["rollback"]
-    env = doc["jobs"]["rollback"]["env"]["ENVIRONMENT"]
+    env = doc["jobs"]["rollback"]["env"]
     for source in ("inputs.environment", "client_payload.environment",
                    "client_payload.commonLabels.environment"):
-        assert source in env
+        assert source in env["ENVIRONMENT"]
+    # The alert names the model (label model); by hand it may be left empty for an environment
+    # holding one model.
+    for source in ("inputs.model", "client_payload.model", "client_payload.commonLabels.model"):
+        assert source in env["MODEL"]
+    assert doc["on"]["workflow_dispatch"]["inputs"]["model"]["required"] is False
     runs = [s["run"] for _, _, s in steps(doc) if "run" in s]
-    assert 'mlops rollback "$ENVIRONMENT" --push --reason "$REASON"' in runs
+    assert 'mlops rollback "$ENVIRONMENT" --model "$MODEL" --push --reason "$REASON"' in runs
 
 
-def test_train_runs_on_data_params_and_pipeline_changes_and_reports_to_reviewers():
+def test_train_trains_and_reports_only_the_models_a_pull_request_touches():
     doc = load("train")
     paths = doc["on"]["pull_request"]["paths"]
-    for wanted in ("data/**", "params.yaml", "dvc.yaml", "dvc.lock", "pipelines/**"):
+    for wanted in ("models/*/model.yaml", "data/**", "params.yaml", "dvc.yaml", "dvc.lock",
+                   "pipelines/**"):
         assert wanted in paths
-    runs = [s["run"] for _, _, s in steps(doc) if "run" in s]
-    assert "dvc repro" in runs
-    assert any(r.startswith("dvc params diff") for r in runs)
-    assert any(r.startswith("dvc metrics diff") for r in runs)
-    assert any(r.startswith("make report") and "GITHUB_STEP_SUMMARY" in r for r in runs)
+    named = {s.get("id"): s for _, _, s in steps(doc) if s.get("id")}
+    assert named["changed"]["run"] == 'mlops changed --base "$BASE"'
+    runs = {s["run"]: s for _, _, s in steps(doc) if "run" in s}
+    # Both the training and the report take the names that step printed.
+    train = runs['make repro-changed MODELS="$MODELS"']
+    assert train["env"]["MODELS"] == "${{ steps.changed.outputs.models }}"
+    report = named["report"]
+    assert report["run"].startswith('make report BASE="$BASE" MODELS="$MODELS"')
+    assert "GITHUB_STEP_SUMMARY" in report["run"]
+    assert report["env"]["MODELS"] == "${{ steps.changed.outputs.models }}"
+    assert "dvc repro" not in runs, "training every model on every pull request"
     comment = next(s for _, _, s in steps(doc) if s.get("uses", "").startswith(
         "actions/github-script@"))
     assert "<!-- gitops-ml:train-report -->" in comment["with"]["script"]
@@ -195,22 +207,56 @@ def _known(uses: list[str], tmp_path: Path) -> set[str]:
     return {u for i, u in enumerate(uses) if f'"not_an_input_{i}" is not defined' in out}
 
 
-def test_actions_are_on_the_newest_major_version_actionlint_knows(tmp_path):
-    used = sorted({s["uses"] for doc in workflows().values() for _, _, s in steps(doc)
-                   if "uses" in s})
-    newer = []
-    for uses in used:
-        repo, version = uses.split("@")
-        assert re.fullmatch(r"v\d+", version), f"{uses}: pin a major version tag"
-        newer.append(f"{repo}@v{int(version[1:]) + 1}")
-    known = _known(used + newer, tmp_path)
-    assert set(used) <= known, f"versions actionlint does not know: {set(used) - known}"
-    assert not (set(newer) & known), f"a newer major exists: {set(newer) & known}"
+# `uses: owner/repo@<full commit sha> # vX.Y.Z`: a tag can be moved, a commit cannot; the
+# comment says which release it is (Dependabot updates both).
+PINNED = re.compile(r"^\s*(?:- )?uses: ([\w.-]+/[\w.-]+)@([0-9a-f]{40}) # (v(\d+)\.\d+\.\d+)$")
+
+
+def pinned_uses() -> list[tuple[str, re.Match | None]]:
+    return [(f"{p.name}: {line.strip()}", PINNED.match(line))
+            for p in sorted(WORKFLOWS.glob("*.yml")) for line in p.read_text().splitlines()
+            if re.match(r"^\s*(?:- )?uses:", line)]
+
+
+def test_every_action_is_pinned_by_full_commit_sha_with_its_version_as_a_comment():
+    found = pinned_uses()
+    assert len(found) >= 30
+    unpinned = [where for where, match in found if match is None]
+    assert not unpinned, unpinned
+    # One commit per action: two SHAs for one action would be two versions to review.
+    shas: dict[str, set[str]] = {}
+    for _, match in found:
+        shas.setdefault(match[1], set()).add(match[2])
+    assert all(len(v) == 1 for v in shas.values()), shas
+
+
+def test_pinned_versions_are_ones_actionlint_checks_the_inputs_of(tmp_path):
+    majors = sorted({f"{m[1]}@v{m[4]}" for _, m in pinned_uses() if m})
+    known = _known(majors, tmp_path)
+    assert set(majors) <= known, f"versions actionlint does not know: {set(majors) - known}"
+
+
+def test_zizmor_offline_finds_nothing_in_the_workflows_or_the_dependabot_config():
+    proc = subprocess.run([str(BIN / "zizmor"), "--offline", "--no-progress", str(ROOT / ".github")],
+                          capture_output=True, text=True, check=False, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "No findings to report" in proc.stdout + proc.stderr
 
 
 @pytest.mark.parametrize("target", ["workflows-lint", "crds", "monitoring-check", "report",
-                                    "argo-workflow", "github-path"])
+                                    "repro-changed", "argo-workflow", "github-path"])
 def test_make_targets_the_workflows_call_are_documented(target):
     listed = subprocess.run(["make", "-s", "help"], cwd=ROOT, capture_output=True,
                             text=True, check=False).stdout
     assert re.search(rf"^\s+{re.escape(target)}\s", listed, re.MULTILINE), target
+
+
+def test_dependabot_updates_python_actions_the_base_image_and_npm():
+    config = ROOT / ".github" / "dependabot.yml"
+    proc = subprocess.run([str(BIN / "check-jsonschema"), "--builtin-schema", "vendor.dependabot",
+                           str(config)], capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    updates = {u["package-ecosystem"]: u for u in yaml.safe_load(config.read_text())["updates"]}
+    assert set(updates) == {"pip", "github-actions", "docker", "npm"}
+    for ecosystem, path in (("docker", "service/Dockerfile"), ("npm", "tools/crd-validate/package.json")):
+        assert (ROOT / updates[ecosystem]["directory"].lstrip("/") / Path(path).name).is_file(), path

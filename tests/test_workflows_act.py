@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from gitops_fixtures import MODEL, git
+from gitops_fixtures import MODEL, git, sh
 
 ROOT = Path(__file__).resolve().parents[1]
 ACT = Path(sys.executable).parent / "act"
@@ -145,28 +145,40 @@ def test_ci_job_runs_green_under_act(clean_clone, harness, job):
     assert "setup-python" not in " ".join(ran)
 
 
-def pull_request(trained_project, base: Path, branch: str, old: str, new: str) -> Path:
-    """A clone whose origin/main holds the trained outputs, on `branch`, which changes one line
-    of params.yaml from `old` to `new`; event.json beside it describes the pull request."""
-    repo = snapshot(base / "repo")
-    # main carries the metrics of a real run, as it does once pipeline outputs are committed.
-    for rel in ("dvc.lock", "models/churn/metrics.json", "models/churn/gate.json",
-                "reports/ingest.json"):
-        (repo / rel).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(trained_project / rel, repo / rel)
-    shutil.copytree(trained_project / "models/churn/plots", repo / "models/churn/plots",
-                    dirs_exist_ok=True)
+@pytest.fixture(scope="module")
+def two_models(tmp_path_factory) -> Path:
+    """A project whose main declares churn (binary, its committed outputs) and diabetes
+    (regression, onboarded with `mlops new-model` and trained): the base of the pull requests."""
+    repo = snapshot(tmp_path_factory.mktemp("two-models") / "main")
     git(repo, "init", "-q", "-b", "main")
+    sh(repo, sys.executable, "-m", "pipelines.source")
+    sh(repo, sys.executable, "-m", "pipelines.cli", "new-model", "diabetes",
+       "--data", "data/source/diabetes.csv", "--target", "progression", "--task", "regression")
+    sh(repo, "dvc", "repro", "gate@diabetes")
     git(repo, "add", "-A")
-    git(repo, "commit", "-q", "-m", "main with a trained model")
-    git(base, "clone", "-q", "--bare", str(repo), "origin.git")
-    git(repo, "remote", "add", "origin", str(base / "origin.git"))
-    git(repo, "fetch", "-q", "origin")
+    git(repo, "commit", "-q", "-m", "main: churn and diabetes")
+    return repo
+
+
+def pull_request(main: Path, base: Path, branch: str, edit: dict) -> Path:
+    """A clone of `main` (its origin) on `branch`, which changes keys of diabetes's
+    declaration (`edit`: dotted key -> value); event.json beside it describes the pull request."""
+    git(base, "clone", "-q", "--bare", str(main), "origin.git")
+    git(base, "clone", "-q", str(base / "origin.git"), "repo")
+    repo = base / "repo"
+    for rel in ("data/source/telco_churn.csv", "data/source/diabetes.csv"):
+        shutil.copy2(main / rel, repo / rel)
     git(repo, "checkout", "-q", "-b", branch)
-    params = (repo / "params.yaml").read_text()
-    assert params.count(f"\n{old}\n") == 1, f"params.yaml has no single line {old!r}"
-    (repo / "params.yaml").write_text(params.replace(f"\n{old}\n", f"\n{new}\n"))
-    git(repo, "commit", "-q", "-am", f"params: {new.strip()}")
+    path = repo / "models/diabetes/model.yaml"
+    doc = yaml.safe_load(path.read_text())
+    for dotted, value in edit.items():
+        *parents, last = dotted.split(".")
+        target = doc
+        for key in parents:
+            target = target.setdefault(key, {})
+        target[last] = value
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    git(repo, "commit", "-q", "-am", f"diabetes: {edit}")
     event = {"pull_request": {"number": 7, "base": {"ref": "main"},
                               "head": {"ref": branch, "repo": {"full_name": "OWNER/gitops-ml"}}},
              "repository": {"full_name": "OWNER/gitops-ml"}}
@@ -179,41 +191,45 @@ def run_train(repo: Path, harness) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="module")
-def train_run(trained_project, harness, tmp_path_factory) -> subprocess.CompletedProcess:
-    """train.yml on a pull request that lowers the decision threshold (its gates pass)."""
-    repo = pull_request(trained_project, tmp_path_factory.mktemp("train"), "lower-threshold",
-                        "  threshold: 0.5", "  threshold: 0.4")
+def train_run(two_models, harness, tmp_path_factory) -> subprocess.CompletedProcess:
+    """train.yml on a pull request that weakens diabetes's regularisation (its gates pass)."""
+    repo = pull_request(two_models, tmp_path_factory.mktemp("train"), "less-regularisation",
+                        {"train.hyperparameters.ridge.alpha": 0.25})
     return run_train(repo, harness)
 
 
-def test_train_workflow_reproduces_the_pipeline_and_passes_its_gates(train_run):
+def test_train_workflow_trains_only_the_model_the_pull_request_changes(train_run):
     out = train_run.stdout
     assert train_run.returncode == 0, tail(train_run, 10000)
-    for step in ("Put the source data in place", "Pipeline and gates (dvc repro)",
+    for step in ("Models this change touches", "Put the source data in place",
+                 "Pipeline and gates of those models (dvc repro gate@<name> ...)",
                  "Params changed against the base branch", "Metrics against the base branch",
                  "Report (job summary)"):
         assert f"✅  Success - Main {step}" in out, step
+    assert "dvc repro gate@diabetes" in out
+    assert "Running stage 'train@diabetes'" in out
+    assert "@churn'" not in out, "churn's stages ran though the change does not touch churn"
     # Remote actions were skipped, not run: their stand-ins would have failed the job.
     assert "Main Upload the report and plots" not in out
     assert "Main Comment the report on the pull request" not in out
     assert "remote action ran under act" not in out + train_run.stderr
 
 
-def test_train_summary_holds_the_metrics_table_against_main(train_run):
+def test_train_summary_has_a_section_with_charts_for_the_changed_model_only(train_run):
     summary = step_summary(train_run.stdout)
     assert "<!-- gitops-ml:train-report -->" in summary
+    assert "## Model report: diabetes vs `origin/main`" in summary
+    assert "### diabetes (regression)" in summary and "### churn" not in summary
+    assert "**Gates: passed**" in summary
     assert "| metric | `origin/main` | this branch | change |" in summary
-    row = re.search(r"^\| roc_auc \| (\S+) \[(\S+), (\S+)\] \| (\S+) \[(\S+), (\S+)\] \|",
+    row = re.search(r"^\| rmse \| (\S+) \[(\S+), (\S+)\] \| (\S+) \[(\S+), (\S+)\] \|",
                     summary, re.MULTILINE)
     assert row, summary
     old, old_low, old_high = (float(row[i].rstrip(",")) for i in (1, 2, 3))
     assert old_low <= old <= old_high
-    assert "| params.yaml: `evaluate.threshold` | 0.5000 | 0.4000 |" in summary
-    assert "**Gates: passed**" in summary
-    assert "### Gate verdicts" in summary
-    # The threshold moved recall; the table says by how much against main's interval.
-    recall = re.search(r"^\| recall \| .* \| [▲▼] ([+-]\d\.\d{4}) ", summary, re.MULTILINE)
-    assert recall and float(recall[1]) > 0, summary
+    assert "| `train.hyperparameters.ridge.alpha` | `1.0` | `0.25` |" in summary
+    assert summary.count("```mermaid") == 2
+    assert "blue: this branch · orange: `origin/main`" in summary
 
 
 @pytest.mark.usefixtures("registry_env")
@@ -231,13 +247,13 @@ def test_alertmanager_dispatch_runs_rollback_to_a_pushed_revert_of_production(ha
     for version in (1, 2):
         for env in ("staging", "production"):
             promote(repo, MODEL, version, env, here=True, push=True)
-        pinned[version] = (repo / "environments/production/model.yaml").read_bytes()
+        pinned[version] = (repo / "environments/production/churn/model.yaml").read_bytes()
     # What Alertmanager's webhook sends for GitopsMlCanaryAborted, wrapped by the relay.
     event = {"action": "rollback", "client_payload": {
         "status": "firing", "receiver": "github-rollback",
         "commonLabels": {"alertname": "GitopsMlCanaryAborted", "action": "rollback",
-                         "environment": "production", "severity": "critical"},
-        "commonAnnotations": {"summary": "Canary of gitops-ml-production/gitops-ml was "
+                         "environment": "production", "model": MODEL, "severity": "critical"},
+        "commonAnnotations": {"summary": "Canary of gitops-ml-production/churn-gitops-ml was "
                                          "aborted by its analysis"}}}
     (tmp_path / "event.json").write_text(json.dumps(event))
     proc = act(repo, harness, "rollback.yml", "repository_dispatch",
@@ -246,7 +262,7 @@ def test_alertmanager_dispatch_runs_rollback_to_a_pushed_revert_of_production(ha
     assert "rolled back production: churn v2 -> churn v1" in proc.stdout
     branches = git(remote, "for-each-ref", "--format=%(refname:short)", "refs/heads/rollback/")
     assert len(branches.split()) == 1 and branches.startswith("rollback/production/churn-v2-")
-    pin = "environments/production/model.yaml"
+    pin = "environments/production/churn/model.yaml"
     restored = subprocess.run(["git", "show", f"{branches.strip()}:{pin}"], cwd=remote,
                               capture_output=True, check=True).stdout
     assert restored == pinned[1]
@@ -257,18 +273,16 @@ def test_alertmanager_dispatch_runs_rollback_to_a_pushed_revert_of_production(ha
 
 
 def test_a_failed_gate_fails_the_train_check_and_the_report_says_which_rule(
-        trained_project, harness, tmp_path):
-    repo = pull_request(trained_project, tmp_path, "stricter-floor",
-                        "    roc_auc: 0.80", "    roc_auc: 0.99")
+        two_models, harness, tmp_path):
+    repo = pull_request(two_models, tmp_path, "impossible-ceiling", {"gates.ceilings": {"rmse": 1.0}})
     proc = run_train(repo, harness)
     assert proc.returncode != 0
     out = proc.stdout
-    assert "❌  Failure - Main Pipeline and gates (dvc repro)" in out, tail(proc)
+    assert "❌  Failure - Main Pipeline and gates of those models" in out, tail(proc)
     assert "🏁  Job failed" in out
     # The reviewers still get the report, led by the verdict.
     assert "✅  Success - Main Report (job summary)" in out, tail(proc)
     summary = step_summary(out)
-    headline = r"\*\*Gates: FAILED\*\* \(1 of \d+ rules: floor roc_auc\) ❌"
-    assert re.search(headline, summary), summary
-    assert re.search(r"^\| floor roc_auc \| 0\.\d{4} \| 0\.9900 \| ❌ FAIL", summary, re.MULTILINE)
-    assert "| params.yaml: `gates.floors.roc_auc` | 0.8000 | 0.9900 |" in summary
+    assert re.search(r"\*\*Gates: FAILED\*\* \(1 of \d+ rules: ceiling rmse\) ❌", summary), summary
+    assert re.search(r"^\| ceiling rmse \| \d+\.\d{4} \| 1\.0000 \| ❌ FAIL", summary, re.MULTILINE)
+    assert "| `gates.ceilings.rmse` | — | `1.0` |" in summary

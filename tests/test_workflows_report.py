@@ -1,143 +1,296 @@
-"""The pull-request report train.yml writes: metrics with intervals against the base branch,
-gate verdicts, changed params (pipelines/report.py, `make report`, `mlops report`)."""
+"""The pull-request report train.yml writes: one section per changed model with its gate verdict,
+key metrics with intervals against the base branch, changed declaration keys, slices and its
+curves as Mermaid charts (pipelines/report/, `make report`, `mlops report`)."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+import pytest
+import yaml
+from gitops_fixtures import git
+from report_fixtures import binary, declaration, multiclass, project, regression, write_model, write_params
+
 from pipelines.report import MARKER, render
+from pipelines.report.charts import Series, xychart
+from pipelines.report.inputs import load
+from pipelines.report.render import LEFT_OUT
 
 ROOT = Path(__file__).resolve().parents[1]
+# What the xychart grammar reads as a number (mermaid's xychart.jison).
+NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d+)?|\.\d+)")
 
 
-def metric(old: float | None, new: float | None, width: float = 0.02) -> dict:
-    """One metric's entries as `dvc metrics diff --json` flattens them (value, ci_low, ci_high)."""
-    return {
-        "value": {"old": old, "new": new},
-        "ci_low": {"old": None if old is None else old - width,
-                   "new": None if new is None else new - width},
-        "ci_high": {"old": None if old is None else old + width,
-                    "new": None if new is None else new + width},
-    }
+def mermaid_positions(low: float, high: float, count: int) -> int:
+    """How many x positions Mermaid makes on a numeric axis for `count` values: it adds
+    (high - low) / (count - 1) to low while the sum stays <= high (xychartDb.ts)."""
+    step, i, n = (high - low) / (count - 1), low, 0
+    while i <= high:
+        n, i = n + 1, i + step
+    return n
 
 
-def metrics_diff(**metrics: dict) -> dict:
-    flat = {f"{name}.{field}": entry for name, fields in metrics.items()
-            for field, entry in fields.items()}
-    flat["rows"] = {"old": 1409, "new": 1409}
-    flat["slices.Contract.Month-to-month.roc_auc"] = {"old": 0.74, "new": 0.75}
-    flat["slices.Contract.Month-to-month.rows"] = {"old": 773, "new": 773}
-    return {"models/churn/metrics.json": flat,
-            "reports/ingest.json": {"rows": {"old": 7043, "new": 7100}}}
+def charts(text: str) -> list[dict]:
+    """Every ```mermaid block, checked against the xychart-beta grammar, as a dict."""
+    found = []
+    for block in re.findall(r"```mermaid\n(.*?)```", text, re.DOTALL):
+        lines = block.strip().splitlines()
+        init = re.fullmatch(r"%%\{init: (.*)\}%%", lines[0])
+        assert init, lines[0]
+        palette = json.loads(init[1])["themeVariables"]["xyChart"]["plotColorPalette"]
+        assert lines[1] == "xychart-beta"
+        title = re.fullmatch(r'    title "([^"]*)"', lines[2])
+        x_axis = re.fullmatch(r'    x-axis "([^"]*)" (?:(\S+) --> (\S+)|\[(.*)\])', lines[3])
+        y_axis = re.fullmatch(r'    y-axis "([^"]*)"(?: (\S+) --> (\S+))?', lines[4])
+        assert title and x_axis and y_axis, lines[:5]
+        series = []
+        for line in lines[5:]:
+            values = re.fullmatch(r"    (?:line|bar) \[(.*)\]", line)
+            assert values, line
+            numbers = values[1].split(", ")
+            assert all(NUMBER.fullmatch(v) for v in numbers), line
+            series.append([float(v) for v in numbers])
+        if x_axis[4] is not None:
+            labels = re.findall(r'"([^"]*)"', x_axis[4])
+            positions = len(labels)
+        else:
+            labels = None
+            positions = mermaid_positions(float(x_axis[2]), float(x_axis[3]), len(series[0]))
+        assert all(len(s) == positions for s in series), (title[1], positions)
+        assert len(palette.split(", ")) == len(series)
+        found.append({"title": title[1], "x": x_axis[1], "labels": labels, "lines": series,
+                      "y": y_axis[1]})
+    return found
 
 
-GATE_PASSED = {"passed": True, "rules": [
-    {"rule": "floor roc_auc", "value": 0.84, "threshold": 0.8, "verdict": "pass", "note": ""},
-    {"rule": "vs champion roc_auc", "value": 0.84, "threshold": None, "verdict": "pass",
-     "note": "no champion in production yet"}]}
-GATE_FAILED = {"passed": False, "rules": [
-    {"rule": "floor roc_auc", "value": 0.71, "threshold": 0.8, "verdict": "FAIL", "note": ""},
-    {"rule": "model size MB", "value": 0.2, "threshold": 25.0, "verdict": "pass", "note": ""}]}
+def section(text: str, name: str) -> str:
+    """One model's section of the report."""
+    start = text.index(f"\n### {name} (")
+    end = text.find("\n### ", start + 1)
+    return text[start:end]
 
 
-def row(text: str, name: str) -> str:
-    return next(line for line in text.splitlines() if line.startswith(f"| {name} |"))
+def row(text: str, first_cell: str) -> str:
+    return next(line for line in text.splitlines() if line.startswith(f"| {first_cell} |"))
 
 
-def test_each_key_metric_shows_base_and_branch_values_with_intervals():
-    text = render(metrics_diff(roc_auc=metric(0.84, 0.845), f1=metric(0.60, 0.60)), {},
-                  GATE_PASSED, base="origin/main")
-    assert text.startswith(MARKER)
-    assert "| metric | `origin/main` | this branch | change |" in text
-    assert row(text, "roc_auc") == ("| roc_auc | 0.8400 [0.8200, 0.8600] | 0.8450 [0.8250, 0.8650]"
-                                    " | ▲ +0.0050 (within base interval) |")
-    assert row(text, "f1").endswith("(unchanged) |")
-    assert "on 1409 test rows" in text
+def edit_declaration(repo: Path, name: str, **changes) -> None:
+    path = repo / "models" / name / "model.yaml"
+    doc = yaml.safe_load(path.read_text())
+    for dotted, value in changes.items():
+        target = doc
+        *parents, last = dotted.split("__")
+        for key in parents:
+            target = target[key]
+        target[last] = value
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
 
 
-def test_a_change_outside_the_base_interval_is_called_better_or_worse():
-    text = render(metrics_diff(recall=metric(0.55, 0.62), precision=metric(0.66, 0.60),
-                               log_loss=metric(0.42, 0.38)), {}, GATE_PASSED)
-    assert row(text, "recall").endswith("▲ +0.0700 (better) |")
-    assert row(text, "precision").endswith("▼ -0.0600 (worse) |")
-    # Lower log loss is the better direction.
-    assert row(text, "log_loss").endswith("▼ -0.0400 (better) |")
-    assert "Outside the base branch's interval: precision, recall, log_loss." in text
+@pytest.fixture()
+def repo(tmp_path) -> Path:
+    return project(tmp_path)
 
 
-def test_a_failed_gate_is_the_headline_and_names_the_failing_rule():
-    text = render(metrics_diff(roc_auc=metric(0.84, 0.71)), {}, GATE_FAILED)
-    assert "**Gates: FAILED** (1 of 2 rules: floor roc_auc) ❌" in text
-    assert "| floor roc_auc | 0.7100 | 0.8000 | ❌ FAIL |  |" in text
-    assert "| model size MB | 0.2000 | 25.0000 | ✅ pass |  |" in text
+def report(repo: Path, *names: str, base: str = "main", **kwargs) -> str:
+    return render(load(repo, list(names), base), base, **kwargs)
 
 
-def test_no_gate_verdict_says_the_pipeline_stopped_before_the_gate():
-    text = render(metrics_diff(roc_auc=metric(0.84, 0.85)), {}, None)
-    assert "**Gates: no verdict**" in text and "stopped before the gate stage" in text
+def test_binary_section_compares_metrics_params_slices_and_draws_roc_and_pr(repo):
+    edit_declaration(repo, "churn", evaluate__threshold=0.4)
+    write_model(repo, "churn", binary("churn", 1, 1.5))
+    text = report(repo, "churn")
+    assert text.startswith(MARKER + "\n## Model report: churn vs `main`")
+    churn = section(text, "churn")
+    assert "### churn (binary)" in churn
+    assert ("**Gates: passed** (4 of 4 judged rules; 1 warning: disparity true_positive_rate "
+            "difference: gender) ✅") in churn
+    assert "#### Test metrics vs `main` on 600 test rows (95% bootstrap intervals)" in churn
+    assert row(churn, "roc_auc") == ("| roc_auc | 0.8000 [0.7800, 0.8200] | 0.8500 [0.8300, "
+                                     "0.8700] | ▲ +0.0500 (better) |")
+    # Lower log loss is better; this change stays inside main's interval.
+    assert row(churn, "log_loss").endswith("| ▼ -0.0100 (within base interval) |")
+    assert "Outside the base branch's interval: roc_auc, pr_auc, recall." in churn
+    assert row(churn, "`evaluate.threshold`") == "| `evaluate.threshold` | `0.5` | `0.4` |"
+    assert row(churn, "Contract = Monthly") == (
+        "| Contract = Monthly | 400 | 0.4000 | 0.7750 [0.7450, 0.8050] | 0.6000 [0.5500, 0.6500] |")
+    roc, prc, fairness = charts(churn)
+    assert (roc["title"], roc["x"], roc["y"]) == ("ROC", "false positive rate",
+                                                  "true positive rate")
+    mine, main, chance = roc["lines"]
+    for line in (mine, main):
+        assert all(0 <= v <= 1 for v in line) and line == sorted(line) and line[-1] == 1
+    # The stronger model's curve lies above main's.
+    assert np.mean(mine) > np.mean(main) and chance[0] == 0 and chance[-1] == 1
+    assert "blue: this branch · orange: `main` · grey: chance." in churn
+    assert prc["title"] == "Precision-Recall" and len(prc["lines"]) == 2
+    assert prc["lines"][0][0] == 1 and prc["lines"][0] == sorted(prc["lines"][0], reverse=True)
+    assert "| **Yes** |" in churn  # the confusion matrix
+    # A section per sensitive attribute: each group's rates, the disparity verdict, a chart.
+    assert "#### Fairness: gender (sensitive attribute)" in churn
+    assert row(churn, "gender = Female").startswith("| gender = Female | 290 | 0.2800 | 0.5750 ")
+    assert "⚠️ WARN" in row(churn, "disparity true_positive_rate difference: gender")
+    assert fairness["title"] == "true_positive_rate by gender" and fairness["x"] == "gender"
+    assert fairness["lines"] == [[0.575, 0.58], [0.55, 0.58]]
+    assert "`dvc plots diff main` (HTML in build/report/plots/)" in text
 
 
-def test_metrics_absent_on_the_base_branch_are_marked_new():
-    text = render(metrics_diff(roc_auc=metric(None, 0.84)), {}, GATE_PASSED)
-    assert row(text, "roc_auc") == "| roc_auc | — | 0.8400 [0.8200, 0.8600] | new |"
+def test_multiclass_section_draws_the_micro_averaged_roc_per_class_and_confusion(repo):
+    write_model(repo, "wine", multiclass("wine", 2, 2.5))
+    wine = section(report(repo, "wine"), "wine")
+    assert "### wine (multiclass)" in wine
+    # The interval level is metrics.json's, never a fixed 95%.
+    assert "(90% bootstrap intervals)" in wine and "95%" not in wine
+    assert row(wine, "macro_f1").endswith("(better) |")
+    (roc,) = charts(wine)
+    assert roc["title"] == "ROC" and len(roc["lines"]) == 3
+    assert "Per class" in wine and re.search(r"^\| class_0 \| \d+", wine, re.MULTILINE)
+    assert "| actual \\ predicted | class_0 | class_1 | class_2 |" in wine
+    assert row(wine, "`data/source/wine.csv`") == "| `data/source/wine.csv` | 450 | 448 | 2 |"
 
 
-def test_changed_params_slices_and_other_metrics_are_listed():
-    params = {"params.yaml": {"train.estimator": {"old": "logistic_regression",
-                                                  "new": "random_forest"},
-                              "evaluate.threshold": {"old": 0.5, "new": 0.4}}}
-    text = render(metrics_diff(roc_auc=metric(0.84, 0.85)), params, GATE_PASSED)
-    assert "| params.yaml: `evaluate.threshold` | 0.5000 | 0.4000 |" in text
-    assert "| params.yaml: `train.estimator` | `logistic_regression` | `random_forest` |" in text
-    assert "| Contract = Month-to-month | 773 | 0.7400 | 0.7500 | — |" in text
-    assert "| reports/ingest.json | rows | 7043 | 7100 |" in text
-    unchanged = render(metrics_diff(roc_auc=metric(0.84, 0.85)), {}, GATE_PASSED)
-    assert "No parameter changed." in unchanged
+def test_regression_section_bins_predicted_vs_actual_and_residuals(repo):
+    write_model(repo, "diabetes", regression("diabetes", 3, 0.8))
+    diabetes = section(report(repo, "diabetes"), "diabetes")
+    assert "### diabetes (regression)" in diabetes
+    assert [m for m in ("rmse", "mae", "r2") if f"| {m} |" in diabetes] == ["rmse", "mae", "r2"]
+    predicted, residuals = charts(diabetes)
+    assert predicted["title"] == "Predicted vs actual" and len(predicted["labels"]) == 10
+    labels = [float(x) for x in predicted["labels"]]
+    assert labels == sorted(labels) and 25 < labels[0] < labels[-1] < 346
+    mine, main, truth = predicted["lines"]
+    assert truth == sorted(truth)
+    # Slope 0.8 follows the actual values more closely than main's 0.5.
+    assert np.abs(np.subtract(mine, truth)).mean() < np.abs(np.subtract(main, truth)).mean()
+    assert residuals["title"] == "Residuals" and residuals["lines"][2] == [0.0] * 10
+    assert "grey: the actual values" in diabetes and "equal-width bins" in diabetes
 
 
-def test_plots_link_to_the_run_when_given():
-    text = render(metrics_diff(), {}, GATE_PASSED, plots_url="https://ci.example/runs/9")
-    assert "[the run's artifacts](https://ci.example/runs/9)" in text
-    assert "`dvc plots diff main`" in render(metrics_diff(), {}, GATE_PASSED)
+def test_a_failed_gate_is_the_headline_with_its_rule_table_open(repo):
+    write_model(repo, "churn", binary("churn", 1, 0.5, failing="floor roc_auc"))
+    text = report(repo, "churn")
+    churn = section(text, "churn")
+    assert "**Gates: FAILED** (1 of 5 rules: floor roc_auc) ❌" in churn
+    assert "<details open><summary>Gate rules</summary>" in churn
+    assert row(churn, "floor roc_auc") == "| floor roc_auc | 0.7100 | 0.8000 | ❌ FAIL |  |"
+    assert row(text, "churn").startswith("| churn | binary | ❌ FAILED | roc_auc |")
 
 
-def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "pipelines.report", *args], cwd=cwd,
+def test_a_model_added_on_the_branch_is_reported_without_a_base_line(repo):
+    write_params(repo, ["churn", "diabetes", "iris", "wine"])
+    write_model(repo, "iris", multiclass("iris", 4, 2.0), declaration("iris", "multiclass"))
+    iris = section(report(repo, "iris"), "iris")
+    assert "`main` has no metrics for this model: it is new here." in iris
+    assert row(iris, "macro_f1").endswith("| new |")
+    assert "A new model: its declaration is added on this branch." in iris
+    (roc,) = charts(iris)
+    assert len(roc["lines"]) == 2 and "blue: this branch · grey: chance." in iris
+
+
+def test_an_invalid_declaration_is_reported_instead_of_stale_numbers(repo):
+    edit_declaration(repo, "churn", train__estimator="ridge")
+    churn = section(report(repo, "churn"), "churn")
+    assert "**Gates: no verdict**: its declaration is invalid:" in churn
+    assert "train.estimator 'ridge' is not one of" in churn
+    assert "```mermaid" not in churn and "Test metrics" not in churn
+
+
+def test_charts_are_left_out_when_the_report_would_not_fit_a_comment(repo):
+    for name in ("churn", "wine", "diabetes"):
+        edit_declaration(repo, name, description="tuned")
+    full = report(repo, "churn", "diabetes", "wine")
+    assert len(charts(full)) == 6  # ROC, PR and fairness (churn), ROC (wine), two (diabetes)
+    assert full.index("### churn") < full.index("### diabetes") < full.index("### wine")
+    short = report(repo, "churn", "diabetes", "wine", limit=len(full) - 1)
+    assert "```mermaid" not in short and short.count(LEFT_OUT) == 6
+    assert "| `description` | — | `tuned` |" in short
+
+
+def test_chart_numbers_never_use_exponents_and_lines_match_the_axis():
+    text = xychart("t", "x", "y", [Series("a", "#000000", [1e-9, 2.5e7, -0.0])], x_labels="abc")
+    assert charts(text)[0]["lines"] == [[0.0, 25000000.0, 0.0]]
+    with pytest.raises(ValueError, match="one value per x position"):
+        xychart("t", "x", "y", [Series("a", "#000000", [1.0, 2.0])], x_labels="abc")
+    with pytest.raises(ValueError, match="finite"):
+        xychart("t", "x", "y", [Series("a", "#000000", [float("nan")])], x_range=(0, 1))
+
+
+def cli(repo: Path, *args: str, command: tuple[str, ...] = ("-m", "pipelines.report")
+        ) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, *command, "--repo", str(repo), *args], cwd=ROOT,
                           capture_output=True, text=True, check=False)
 
 
-def test_cli_writes_the_report_and_appends_it_to_the_step_summary(tmp_path):
-    (tmp_path / "m.json").write_text(json.dumps(metrics_diff(roc_auc=metric(0.84, 0.85))))
-    (tmp_path / "p.json").write_text("{}")
-    (tmp_path / "gate.json").write_text(json.dumps(GATE_PASSED))
+def test_cli_reports_the_models_the_change_touches_unless_told_which(repo, tmp_path):
+    edit_declaration(repo, "wine", train__seed=7)
+    git(repo, "commit", "-q", "-am", "wine: another seed")
     summary = tmp_path / "SUMMARY.md"
     summary.write_text("## earlier step\n")
-    proc = cli("--metrics-diff", "m.json", "--params-diff", "p.json", "--gate", "gate.json",
-               "--base", "origin/main", "--out", "out/report.md", "--summary", str(summary),
-               cwd=tmp_path)
+    proc = cli(repo, "--base", "main", "--out", str(tmp_path / "out/report.md"),
+               "--summary", str(summary))
     assert proc.returncode == 0, proc.stderr
-    report = (tmp_path / "out" / "report.md").read_text()
-    assert "| roc_auc |" in report
-    assert summary.read_text() == "## earlier step\n" + report + "\n"
+    text = (tmp_path / "out" / "report.md").read_text()
+    assert "### wine (multiclass)" in text and "### churn" not in text
+    assert summary.read_text() == "## earlier step\n" + text + "\n"
+    both = cli(repo, "--base", "main", "--models", "diabetes", "churn",
+               command=("-m", "pipelines.cli", "report"))
+    assert both.returncode == 0, both.stderr
+    assert both.stdout.startswith(MARKER)
+    assert both.stdout.index("### diabetes") < both.stdout.index("### churn")
+    nothing = cli(repo, "--base", "HEAD")
+    assert "This change touches no declared model, so no model was trained." in nothing.stdout
 
 
-def test_cli_refuses_output_that_is_not_dvc_json_and_writes_nothing(tmp_path):
-    (tmp_path / "m.json").write_text("| Path | Metric |\n")  # the --md table, not --json
-    (tmp_path / "p.json").write_text("{}")
-    proc = cli("--metrics-diff", "m.json", "--params-diff", "p.json", "--out", "report.md",
-               cwd=tmp_path)
+def test_cli_refuses_an_undeclared_model_and_writes_nothing(repo, tmp_path):
+    proc = cli(repo, "--base", "main", "--models", "churm", "--out", str(tmp_path / "r.md"))
     assert proc.returncode == 2
-    assert "the metrics diff is not JSON" in proc.stderr and "--json" in proc.stderr
-    assert not (tmp_path / "report.md").exists()
+    assert "no model 'churm' is declared" in proc.stderr
+    assert not (tmp_path / "r.md").exists()
 
 
-def test_mlops_report_is_the_same_command(tmp_path):
-    (tmp_path / "m.json").write_text(json.dumps(metrics_diff(roc_auc=metric(0.8, 0.81))))
-    (tmp_path / "p.json").write_text("{}")
-    proc = subprocess.run([sys.executable, "-m", "pipelines.cli", "report", "--metrics-diff",
-                           "m.json", "--params-diff", "p.json", "--gate", "none.json"],
-                          cwd=tmp_path, capture_output=True, text=True, check=False)
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.startswith(MARKER) and "**Gates: no verdict**" in proc.stdout
+# A gate stage as the real one behaves: it writes its verdicts, then fails when one fails.
+GATE_SCRIPT = """\
+import json, sys, yaml
+name = sys.argv[1]
+value = yaml.safe_load(open(f"models/{name}/model.yaml"))["evaluate"]["threshold"]
+passed = value >= 0.2
+rule = {"rule": "floor threshold", "value": value, "threshold": 0.2, "note": "",
+        "verdict": "pass" if passed else "FAIL"}
+json.dump({"passed": passed, "rules": [rule]}, open(f"models/{name}/gate.json", "w"))
+sys.exit(0 if passed else 1)
+"""
+
+
+@pytest.mark.slow
+def test_outputs_older_than_their_inputs_are_not_reported_as_this_branch(tmp_path):
+    """After a declaration change, until `dvc repro gate@<name>` runs again, the outputs in the
+    working tree are the base branch's: the report says so instead of showing them. A gate
+    that ran and failed is reported with its verdicts."""
+    repo = project(tmp_path)
+    git(repo, "checkout", "-q", "main")
+    (repo / "gate.py").write_text(GATE_SCRIPT)
+    (repo / "dvc.yaml").write_text(yaml.safe_dump({"stages": {"gate": {"foreach": ["churn"], "do": {
+        "cmd": "python gate.py ${item}", "deps": ["gate.py", "models/${item}/model.yaml"],
+        "outs": [{"models/${item}/gate.json": {"cache": False}}]}}}}))
+    dvc = [sys.executable, "-m", "dvc"]
+    subprocess.run([*dvc, "init", "-q"], cwd=repo, check=True)
+    subprocess.run([*dvc, "repro", "-q"], cwd=repo, check=True, capture_output=True)
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "dvc")
+    git(repo, "checkout", "-q", "-b", "threshold")
+    edit_declaration(repo, "churn", evaluate__threshold=0.3)
+    churn = section(report(repo, "churn"), "churn")
+    assert ("**Gates: no verdict**: its outputs here are older than their inputs (gate@churn): "
+            "the pipeline did not finish for this model, or `dvc repro gate@churn` has not run"
+            in churn)
+    assert "Test metrics" not in churn and "| `evaluate.threshold` | `0.5` | `0.3` |" in churn
+    subprocess.run([*dvc, "repro", "-q"], cwd=repo, check=True, capture_output=True)
+    assert "**Gates: passed** (1 of 1 judged rules)" in section(report(repo, "churn"), "churn")
+    edit_declaration(repo, "churn", evaluate__threshold=0.1)
+    failed = subprocess.run([*dvc, "repro", "-q"], cwd=repo, capture_output=True)
+    assert failed.returncode != 0
+    churn = section(report(repo, "churn"), "churn")
+    assert "**Gates: FAILED** (1 of 1 rules: floor threshold) ❌" in churn

@@ -11,7 +11,7 @@ from pipelines.errors import CommandError
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Regenerate pipelines/argo/churn-pipeline.yaml; with --check, exit 1 if it is stale."""
+    """Regenerate pipelines/argo/gitops-ml-pipeline.yaml; with --check, exit 1 if it is stale."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repo", type=Path, default=ROOT)
     parser.add_argument("--out", type=Path, default=OUTPUT)

@@ -1,8 +1,10 @@
 """Render every environment with Kustomize and check it the way the cluster and Argo CD will.
 
-`python -m pipelines.checks.manifests` (also run by CI) renders each overlay with `kubectl kustomize`,
-validates the output with `kubernetes-validate --strict`, and checks the Argo CD objects in
-`environments/argocd/` against the Argo CD CRD schema (pipelines/checks/crds.py).
+`python -m pipelines.checks.manifests` (also run by CI) renders each model overlay
+(`environments/<env>/<model>/`) with `kubectl kustomize`, validates the output with
+`kubernetes-validate --strict`, checks that no two models of an environment render an object of
+the same kind and name, and checks the Argo CD objects in `environments/argocd/` against the
+Argo CD CRD schema (pipelines/checks/crds.py).
 
 `python -m pipelines.checks.manifests --crds PATH...` instead checks the Argo Rollouts, Argo Workflows
 and Prometheus Operator objects of each PATH (a Kustomize folder, rendered, or a YAML file)
@@ -28,10 +30,12 @@ KUBERNETES_VERSION = "1.32.0"
 
 
 def overlays(repo: Path = ROOT) -> list[Path]:
-    """Every environment overlay: a folder of environments/ holding a pin and a kustomization."""
-    root = Path(repo) / "environments"
-    return [root / env for env in pins.environments(repo)
-            if (root / env / "kustomization.yaml").is_file()]
+    """Every model overlay, environment by environment: environments/<env>/<model>/ holding a
+    pin and a kustomization."""
+    root = Path(repo) / pins.ROOT
+    return [root / env / model for env in pins.environments(repo)
+            for model in pins.models(repo, env)
+            if (root / env / model / "kustomization.yaml").is_file()]
 
 
 def render(path: Path) -> str:
@@ -91,12 +95,32 @@ def check_crds(paths: list[Path]) -> list[str]:
     return lines
 
 
+def shared_names(rendered: dict[str, list[dict]]) -> list[str]:
+    """Objects (kind/namespace/name) that more than one overlay renders, each with who renders it."""
+    owners: dict[tuple[str, str, str], list[str]] = {}
+    for label, objects in rendered.items():
+        for obj in objects:
+            meta = obj.get("metadata", {})
+            key = (obj.get("kind", "?"), meta.get("namespace", ""), meta.get("name", "?"))
+            owners.setdefault(key, []).append(label)
+    return [f"{kind} {namespace}/{name}: {', '.join(labels)}"
+            for (kind, namespace, name), labels in sorted(owners.items()) if len(labels) > 1]
+
+
 def check_all(repo: Path = ROOT) -> list[str]:
     """Render and validate every overlay and the Argo CD objects; return a report line each."""
     lines = []
+    rendered = {}
     for overlay in overlays(repo):
-        validate_kubernetes(render(overlay), label=f"environments/{overlay.name}")
-        lines.append(f"ok  environments/{overlay.name}: renders and passes kubernetes-validate")
+        label = overlay.relative_to(Path(repo)).as_posix()
+        text = render(overlay)
+        validate_kubernetes(text, label=label)
+        rendered[label] = documents(text)
+        lines.append(f"ok  {label}: renders and passes kubernetes-validate")
+    shared = shared_names(rendered)
+    if shared:
+        raise CommandError("models must not share objects, but these are rendered by more than "
+                           "one overlay:\n" + "\n".join(shared))
     argocd = Path(repo) / "environments" / "argocd"
     objects = documents(render(argocd))
     crds.validate(objects)  # all of them: a kind without a CRD schema here fails

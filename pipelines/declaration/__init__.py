@@ -19,7 +19,7 @@ FILE = "model.yaml"
 PARAMS = "params.yaml"
 
 __all__ = ["Declaration", "DeclarationError", "check_name", "declared", "load", "load_named",
-           "path_of", "sources"]
+           "parse", "path_of", "sources", "sources_from_text"]
 
 
 class DeclarationError(CommandError, ValueError):
@@ -87,10 +87,13 @@ def declared(repo: Path) -> list[str]:
 def sources(repo: Path) -> dict[str, dict[str, Any]]:
     """params.yaml's `models:` index: name -> what the pipeline reads for it."""
     path = Path(repo) / PARAMS
-    if not path.is_file():
-        return {}
-    data = yaml.safe_load(path.read_text()) or {}
+    return sources_from_text(path.read_text(), str(path)) if path.is_file() else {}
+
+
+def sources_from_text(text: str, source: str = PARAMS) -> dict[str, dict[str, Any]]:
+    """The `models:` index of params.yaml text."""
+    data = yaml.safe_load(text) or {}
     index = data.get("models") or {}
     if not isinstance(index, dict):
-        raise DeclarationError(f"{path}: models: must map each model name to its data")
+        raise DeclarationError(f"{source}: models: must map each model name to its data")
     return index

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from contracts.signature import Feature, Signature, Task
 from pipelines.estimators import ESTIMATORS
-from pipelines.metric_names import key_metrics
+from pipelines.metric_names import SLICE_METRICS, key_metrics
 
 API_VERSION = "gitops-ml/v1"
 KIND = "ModelDeclaration"
@@ -88,9 +88,85 @@ class Evaluate(_Strict):
     bootstrap_rounds: int = Field(300, ge=0)
     confidence: float = Field(0.95, gt=0, lt=1)
     seed: int = 7
-    slice_by: list[str] = Field(default_factory=list)
-    # A slice smaller than this reports counts only (its metrics would be noise).
-    min_slice_rows: int = Field(30, ge=1)
+
+
+class Slices(_Strict):
+    """Columns whose values split the test rows into slices that are measured and judged."""
+
+    # Attributes of people the model must treat alike (fairness): disparity rules apply
+    # between their values, and floors per value.
+    sensitive: list[str] = Field(default_factory=list)
+    # Business segments: floors apply per value.
+    segments: list[str] = Field(default_factory=list)
+    # A slice with fewer test rows is reported, never judged: its metric would be noise.
+    min_rows: int = Field(50, ge=1)
+
+    @property
+    def columns(self) -> list[str]:
+        return list(dict.fromkeys([*self.sensitive, *self.segments]))
+
+
+class Production(_Strict):
+    """What happens to labelled production rows (`mlops collect`) and for how long they stay."""
+
+    # Appended to the declared source for training, or not used.
+    combine: Literal["append", "none"] = "append"
+    # The newest share of collected rows never trains: it judges a retrained model on recent
+    # data (the "recent" metrics of metrics.json).
+    holdout: float = Field(0.2, ge=0, lt=1)
+    # Days the prediction log keeps this model's predictions; `mlops prune` deletes the rest.
+    retention_days: int | None = Field(90, ge=1)
+
+
+class Budget(_Strict):
+    """Milliseconds of CPU time per call a model may cost, at two percentiles."""
+
+    p95_ms: float = Field(gt=0)
+    p99_ms: float = Field(gt=0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Budget:
+        if self.p99_ms < self.p95_ms:
+            raise ValueError(f"p99_ms {self.p99_ms:g} is below p95_ms {self.p95_ms:g}")
+        return self
+
+
+class Latency(_Strict):
+    """What one request may cost the runtime that serves (see pipelines/stages/latency.py)."""
+
+    single_row: Budget = Field(default_factory=lambda: Budget(p95_ms=10, p99_ms=25))
+    batch_rows: int = Field(100, ge=2)
+    batch: Budget = Field(default_factory=lambda: Budget(p95_ms=50, p99_ms=100))
+    # Timed calls per round, and rounds (each percentile is the median over rounds).
+    calls: int = Field(200, ge=20)
+    rounds: int = Field(5, ge=1)
+
+
+class Disparity(_Strict):
+    """How far apart a metric may be between the slices of sensitive attributes."""
+
+    metric: str
+    max_difference: float | None = Field(None, ge=0)
+    min_ratio: float | None = Field(None, gt=0, le=1)
+    # Default: every sensitive attribute.
+    columns: list[str] | None = None
+
+    @model_validator(mode="after")
+    def _one_bound(self) -> Disparity:
+        if (self.max_difference is None) == (self.min_ratio is None):
+            raise ValueError(f"disparity of {self.metric}: give exactly one of max_difference "
+                             "and min_ratio")
+        return self
+
+
+class SliceGates(_Strict):
+    """Rules on slices, each judged on the slice's bootstrap interval: a rule fails when the
+    whole interval lies past its threshold, warns when only part of it does, passes
+    otherwise; a slice under slices.min_rows is reported, not judged."""
+
+    floors: dict[str, float] = Field(default_factory=dict)
+    ceilings: dict[str, float] = Field(default_factory=dict)
+    disparities: list[Disparity] = Field(default_factory=list)
 
 
 class Gates(_Strict):
@@ -103,10 +179,9 @@ class Gates(_Strict):
     ceilings: dict[str, float] = Field(default_factory=dict)
     # How much worse than the production champion (its pin's metrics) a metric may be.
     max_regression: dict[str, float] = Field(default_factory=dict)
-    # Single-row predict, p95 over the timed rows, in milliseconds.
-    latency_p95_ms: float = Field(50.0, gt=0)
-    latency_rows: int = Field(200, ge=10)
+    latency: Latency = Field(default_factory=Latency)
     max_model_mb: float = Field(25.0, gt=0)
+    slices: SliceGates = Field(default_factory=SliceGates)
 
 
 class Declaration(_Strict):
@@ -134,7 +209,9 @@ class Declaration(_Strict):
     split: Split = Field(default_factory=Split)
     train: Train
     evaluate: Evaluate = Field(default_factory=Evaluate)
+    slices: Slices = Field(default_factory=Slices)
     gates: Gates = Field(default_factory=Gates)
+    production: Production = Field(default_factory=Production)
 
     @field_validator("name")
     @classmethod
@@ -182,13 +259,29 @@ class Declaration(_Strict):
         if self.train.estimator not in ESTIMATORS[self.task]:
             raise ValueError(f"train.estimator {self.train.estimator!r} is not one of "
                              f"{', '.join(ESTIMATORS[self.task])} for a {self.task} model")
-        if unknown := [c for c in self.evaluate.slice_by if c not in self.features]:
-            raise ValueError(f"evaluate.slice_by names {unknown}, which are not features")
+        if unknown := [c for c in self.slices.columns if c not in self.features]:
+            raise ValueError(f"slices names {unknown}, which are not features")
         known = key_metrics(self.task)
         for field in ("floors", "ceilings", "max_regression"):
             if unknown := [m for m in getattr(self.gates, field) if m not in known]:
                 raise ValueError(f"gates.{field} names {unknown}; a {self.task} model reports "
                                  f"{', '.join(known)}")
+        per_slice = SLICE_METRICS[self.task]
+        rules = self.gates.slices
+        named = [*rules.floors, *rules.ceilings, *(d.metric for d in rules.disparities)]
+        if unknown := [m for m in named if m not in per_slice]:
+            raise ValueError(f"gates.slices names {unknown}; a {self.task} model's slices "
+                             f"report {', '.join(per_slice)}")
+        if (rules.floors or rules.ceilings) and not self.slices.columns:
+            raise ValueError("gates.slices has floors or ceilings but slices names no column")
+        for i, d in enumerate(rules.disparities):
+            columns = d.columns if d.columns is not None else self.slices.sensitive
+            if not columns:
+                raise ValueError(f"gates.slices.disparities[{i}]: no sensitive attribute to "
+                                 "compare (declare slices.sensitive)")
+            if outside := [c for c in columns if c not in self.slices.sensitive]:
+                raise ValueError(f"gates.slices.disparities[{i}].columns {outside} are not "
+                                 "listed in slices.sensitive")
         return self
 
     @property
@@ -208,4 +301,4 @@ class Declaration(_Strict):
             positive_class=self.positive_class,
             features=[Feature(name=n, type=f.type, categories=f.categories, min=f.min,
                               max=f.max, nullable=f.nullable) for n, f in self.features.items()],
-            never_log=list(self.never_log))
+            never_log=list(self.never_log), retention_days=self.production.retention_days)

@@ -103,7 +103,7 @@ def promotion_body(*, new: Pin, current: Pin, challenger_metrics: dict[str, Any]
              if staged_in else "")
     return (
         f"## Promote `{m.name}` v{m.version} to **{env}**\n\n"
-        f"This pull request changes one file, `{pins.relpath(env)}`, from "
+        f"This pull request changes one file, `{pins.relpath(env, m.name)}`, from "
         f"{_describe(current)} to {_describe(new)}. Merging it is the deployment: Argo CD "
         f"syncs the environment and the service loads exactly this digest.\n\n{order}"
         f"### Metrics on the test split (95% bootstrap interval)\n\n"
@@ -112,19 +112,19 @@ def promotion_body(*, new: Pin, current: Pin, challenger_metrics: dict[str, Any]
         f"### Lineage\n\n{lineage_list(new)}\n\n"
         f"### Rolling back\n\n"
         f"After merging, undo this promotion with\n\n"
-        f"```\nmlops rollback {env}\n```\n\nor by hand, the same change:\n\n"
+        f"```\nmlops rollback {env} --model {m.name}\n```\n\nor by hand, the same change:\n\n"
         f"```\ngit revert {commit}\n```\n"
     )
 
 
-def rollback_body(*, env: str, reverted: str, current: Pin, restored: Pin, commit: str,
-                  reason: str | None = None) -> str:
+def rollback_body(*, env: str, model: str, reverted: str, current: Pin, restored: Pin,
+                  commit: str, reason: str | None = None) -> str:
     """The pull-request body of a rollback: what goes away, what comes back, how to redo."""
     why = f"**Reason:** {reason}\n\n" if reason else ""
     return (
-        f"## Roll back **{env}**\n\n{why}"
+        f"## Roll back `{model}` in **{env}**\n\n{why}"
         f"This pull request is `git revert {reverted}`: it changes only "
-        f"`{pins.relpath(env)}`, from {_describe(current)} back to "
+        f"`{pins.relpath(env, model)}`, from {_describe(current)} back to "
         f"{_describe(restored)}.\n\n"
         f"### Metrics (as pinned)\n\n"
         f"{metrics_table(restored.metrics, current.metrics, 'restored', 'rolled back')}\n\n"

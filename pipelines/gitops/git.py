@@ -21,6 +21,8 @@ TRAILER_KEYS = ("Model", "Version", "Digest", "Environment")
 _REVERTS = re.compile(r"^This reverts commit ([0-9a-f]{7,40})\b", re.MULTILINE)
 # Field and record separators for `git log --format` (never found in commit messages).
 _FS, _RS = "\x1f", "\x1e"
+# The blob id `git log --raw` gives a file that a commit deleted.
+NO_BLOB = "0" * 40
 
 
 class GitError(CommandError):
@@ -102,6 +104,7 @@ class Commit:
     date: str  # author date, ISO 8601
     message: str
     trailers: dict[str, str] = field(default_factory=dict)
+    committed: str = ""  # committer date, ISO 8601: when the commit landed where it is
 
     @property
     def subject(self) -> str:
@@ -115,28 +118,61 @@ class Commit:
 
 
 def _trailers(block: str) -> dict[str, str]:
+    # `%(trailers:only,unfold)` prints one "Token: value" per line; a token has no blanks.
     out: dict[str, str] = {}
-    for line in block.splitlines():
+    for line in block.split("\n"):
         key, sep, value = line.partition(":")
-        if sep and key.strip():
-            out[key.strip()] = value.strip()
+        if sep and key:
+            out[key] = value.strip()
     return out
 
 
-def log(repo: Path, path: str | None = None, rev: str = "HEAD") -> list[Commit]:
-    """Commits reachable from `rev` (touching `path` if given), newest first."""
-    fmt = _FS.join(["%H", "%an <%ae>", "%aI", "%B", "%(trailers:only,unfold)"]) + _RS
-    args = ["log", f"--format={fmt}", rev]
-    if path:
-        args += ["--", path]
-    commits = []
-    for record in git(repo, *args).split(_RS):
-        record = record.strip("\n")
-        if not record:
-            continue
-        sha, author, date, message, trailers = record.split(_FS)
-        commits.append(Commit(sha, author, date, message.strip(), _trailers(trailers)))
-    return commits
+@dataclass
+class Change:
+    """A file as one commit left it: the commit, the path and the file's blob id afterwards
+    (NO_BLOB when the commit deleted it)."""
+
+    commit: Commit
+    path: str
+    blob: str
+
+
+def log_changes(repo: Path, pathspec: str, rev: str = "HEAD") -> list[Change]:
+    """Every change to the files matching `pathspec` in the commits reachable from `rev`, newest
+    first, with each commit's message and trailers: one `git log` for the whole history."""
+    # Same commits as `git log REV -- PATHSPEC`; --raw adds the blob each file has afterwards
+    # (a merge's against its first parent), so no file needs reading to tell two states apart.
+    fmt = _RS + _FS.join(["%H", "%an <%ae>", "%aI", "%cI", "%B", "%(trailers:only,unfold)", ""])
+    out = git(repo, "log", "--no-renames", "--diff-merges=first-parent", "--raw", "--no-abbrev",
+              f"--format={fmt}", rev, "--", pathspec)
+    changes = []
+    for record in out.split(_RS)[1:]:
+        sha, author, date, committed, message, trailers, raw = record.split(_FS)
+        commit = Commit(sha, author, date, message.strip(), _trailers(trailers), committed)
+        for line in raw.splitlines():
+            if line.startswith(":"):
+                meta, _, path = line.partition("\t")
+                changes.append(Change(commit, path, meta.split()[3]))
+    return changes
+
+
+def read_blobs(repo: Path, blobs: set[str]) -> dict[str, str]:
+    """The text of each blob, in one `git cat-file --batch`."""
+    if not blobs:
+        return {}
+    order = sorted(blobs)
+    proc = subprocess.run(["git", "-C", str(repo), "cat-file", "--batch"], check=True,
+                          capture_output=True, input="\n".join(order).encode() + b"\n")
+    out, pos, texts = proc.stdout, 0, {}
+    for blob in order:
+        header_end = out.index(b"\n", pos)
+        header = out[pos:header_end].decode().split()
+        if header[-1] == "missing":
+            raise GitError(f"git cat-file: blob {blob} is missing")
+        size = int(header[2])
+        texts[blob] = out[header_end + 1:header_end + 1 + size].decode()
+        pos = header_end + 1 + size + 1
+    return texts
 
 
 @contextmanager

@@ -1,18 +1,19 @@
 """`mlops promote MODEL VERSION --to ENV`: pin a registered version in an environment.
 
-A promotion is one commit that changes only `environments/<env>/model.yaml`, carrying the
-trailers Model/Version/Digest/Environment, by default on a new branch
-`promote/<env>/<model>-v<version>` (`--here`: on the current branch). `--push` pushes it, and
-with GITHUB_TOKEN and GITHUB_REPOSITORY set the pushed branch becomes a pull request whose
-body is the evidence. Before writing anything it checks the version exists, its gate passed,
-its artifact still hashes to the registered digest, and (for production) that staging has
-pinned that exact digest before.
+A promotion is one commit that changes only that model's pin,
+`environments/<env>/<model>/model.yaml`, carrying the trailers Model/Version/Digest/Environment,
+by default on a new branch `promote/<env>/<model>-v<version>` (`--here`: on the current
+branch). `--push` pushes it, and with GITHUB_TOKEN and GITHUB_REPOSITORY set the pushed branch
+becomes a pull request whose body is the evidence. Before writing anything it checks the
+version exists, its gate passed, its artifact still hashes to the registered digest, and (for
+production) that staging has pinned that exact digest of that model before.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -130,14 +131,20 @@ def promote(repo: Path, model: str, version: int, env: str, *, here: bool = Fals
     (default: `repo` itself; a throwaway clone passes the checkout it was cloned from)."""
     repo = gitops.toplevel(Path(repo))
     store = Path(registry_repo) if registry_repo else repo
-    pins.require_environment(repo, env)
+    pins.require_model(repo, env, model)
     gitops.require_clean(repo)
     base = gitops.current_branch(repo)
     if base is None and (here or push):
         raise CommandError("HEAD is detached: check out the branch to promote on")
-    current = pins.read(repo, env, "HEAD")
+    current = pins.read(repo, env, model, "HEAD")
 
-    info = _version(store, model, version)
+    before = pins.PREREQUISITE.get(env)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        # The prerequisite's history is one `git log` in another process: read it while MLflow,
+        # the slowest part of a promotion, loads here.
+        reading = pool.submit(history.events, repo, before, model) if before else None
+        info = _version(store, model, version)
+        held = reading.result() if reading else []
     if info.gate != "passed":
         raise CommandError(
             f"failed gate: {model} v{version} did not pass its gates (gate tag "
@@ -145,15 +152,17 @@ def promote(repo: Path, model: str, version: int, env: str, *, here: bool = Fals
     if not current.is_empty and (current.model.name, current.model.version) == (model, version):
         raise CommandError(f"{env} already pins {model} v{version}; nothing to promote")
     staged_in = None
-    if env in pins.PREREQUISITE:
-        before = pins.PREREQUISITE[env]
-        staged_in = history.digests_ever_pinned(repo, before).get(info.sha256)
+    if before:
+        staged_in = history.digests_held(held).get(info.sha256)
         if staged_in is None:
+            undone = next((e for e in reversed(held) if not e.active
+                           and e.served.sha256 == info.sha256), None)
+            why = (f"was pinned there by {undone.short} but that was reverted" if undone
+                   else f"never was in the history of {pins.relpath(before, model)}")
             raise CommandError(
                 f"skipping {before}: {env} only accepts a digest that {before} has pinned "
-                f"before, and {model} v{version} (sha256 {info.sha256[:12]}) never was in "
-                f"{before}'s history. Run `mlops promote {model} {version} --to {before}` "
-                f"and merge it first")
+                f"before, and {model} v{version} (sha256 {info.sha256[:12]}) {why}. Run "
+                f"`mlops promote {model} {version} --to {before}` and merge it first")
     with tempfile.TemporaryDirectory(prefix="mlops-promote-") as tmp:
         gate, _ = _verified_bundle(info, Path(tmp))
 
@@ -168,7 +177,7 @@ def promote(repo: Path, model: str, version: int, env: str, *, here: bool = Fals
                            at=(now or datetime.now(UTC)).replace(microsecond=0)),
         shadow=current.shadow,  # a shadow model is its own decision; a promotion keeps it
     )
-    path = pins.relpath(env)
+    path = pins.relpath(env, model)
     message = commit_message(new, current)
 
     def write_and_commit(work: Path) -> None:
@@ -191,7 +200,7 @@ def promote(repo: Path, model: str, version: int, env: str, *, here: bool = Fals
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("model", help="registered model name, e.g. churn")
+    parser.add_argument("model", help="model name (its folder environments/<env>/<model>/)")
     parser.add_argument("version", type=int, help="registered version number")
     parser.add_argument("--to", dest="env", required=True, help="environment, e.g. staging")
     gitops.add_branch_options(parser, "promote")

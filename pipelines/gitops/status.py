@@ -1,4 +1,5 @@
-"""`mlops status`: what each environment runs (its pin in git) and whether the registry agrees."""
+"""`mlops status`: what every model runs in every environment (its pin in git) and whether the
+registry agrees."""
 from __future__ import annotations
 
 import argparse
@@ -40,20 +41,22 @@ def _metrics(pin: Pin) -> str:
 
 def status_rows(repo: Path, registry: bool = True,
                 registry_repo: Path | None = None) -> list[dict[str, str]]:
-    """One row per environment, as the table shows it (`registry_repo`: see promote())."""
+    """One row per environment and model, as the table shows it (`registry_repo`: see
+    promote())."""
     rows = []
-    for env in pins.environments(repo):
+    for env, model in ((e, m) for e in pins.environments(repo) for m in pins.models(repo, e)):
         try:
-            pin = pins.read(repo, env)
+            pin = pins.read(repo, env, model)
         except ValueError as exc:
-            rows.append({"environment": env, "model": f"INVALID PIN: {exc}".splitlines()[0]})
+            rows.append({"environment": env, "model": model,
+                         "version": f"INVALID PIN: {exc}".splitlines()[0]})
             continue
         if pin.is_empty:
-            rows.append({"environment": env, "model": "(nothing promoted)"})
+            rows.append({"environment": env, "model": model, "version": "(nothing promoted)"})
             continue
         rows.append({
             "environment": env,
-            "model": pin.model.name,
+            "model": model,
             "version": f"v{pin.model.version}",
             "digest": pin.model.sha256[:12],
             "promoted": pin.promoted.at.strftime("%Y-%m-%d %H:%M:%SZ"),
@@ -69,7 +72,8 @@ COLUMNS = ("environment", "model", "version", "digest", "promoted", "by", "metri
 
 
 def status_table(repo: Path, registry: bool = True, registry_repo: Path | None = None) -> str:
-    """Printable table: environment, model, version, digest, when/who, metrics, registry."""
+    """Printable table, a row per environment and model: version, digest, when/who, metrics,
+    registry."""
     rows = status_rows(Path(repo), registry, registry_repo)
     widths = {c: max([len(c)] + [len(r.get(c, "-")) for r in rows]) for c in COLUMNS}
     line = lambda r: "  ".join(r.get(c, "-").ljust(widths[c]) for c in COLUMNS).rstrip()

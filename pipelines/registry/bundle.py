@@ -23,7 +23,8 @@ from contracts.signature import Signature
 from pipelines.stages.features import features
 
 # Files of a trained model's folder that travel with it (model.onnx when exported).
-COMPANIONS = ("signature.json", "reference.json", "metrics.json", "gate.json", "model.onnx")
+COMPANIONS = ("signature.json", "reference.json", "metrics.json", "gate.json", "latency.json",
+              "model.onnx")
 MODEL_FILE = "model.skops"
 # Namespace of the uuid5 that names a bundle's MLflow model after its model file.
 _UUID_NAMESPACE = uuid.UUID("6f1c3e1e-3d0b-4f39-9d3b-2f7c9a6a1d52")

@@ -61,15 +61,22 @@ def stage(name: str, model: str) -> str:
     return f"{name}@{model}"
 
 
-def data_hashes(lock: dict[str, Any], model: str) -> dict[str, str]:
-    """md5 of `model`'s source data and of both its splits, as dvc.lock has them."""
+def data_hashes(lock: dict[str, Any], model: str,
+                index: dict[str, Any] | None = None) -> dict[str, str]:
+    """md5 of `model`'s source data, of its collected production rows and of both its splits,
+    as dvc.lock has them (`index`: params.yaml's models.<model> entry, naming the files)."""
     ingest = (lock.get("stages") or {}).get(stage("ingest", model)) or {}
-    # The source is the ingest stage's data dependency (its code dependencies live in pipelines/).
-    sources = [d for d in ingest.get("deps") or [] if not d["path"].startswith("pipelines/")]
+    deps = {d["path"]: d["md5"] for d in ingest.get("deps") or []
+            if not d["path"].startswith(("pipelines/", "contracts/"))}
+    index = index or {}
     out: dict[str, str] = {}
-    if len(sources) == 1:
-        out["data_hash"] = sources[0]["md5"]
-        out["data_path"] = sources[0]["path"]
+    source = index.get("source") if index.get("source") in deps else \
+        next((p for p in deps if p != index.get("production")), None)
+    if source is not None:
+        out["data_hash"] = deps[source]
+        out["data_path"] = source
+    if index.get("production") in deps:
+        out["production_data_hash"] = deps[index["production"]]
     for name, entry in outputs(lock):
         if name == stage("split", model):
             out[f"data_{Path(entry['path']).stem}_md5"] = entry["md5"]

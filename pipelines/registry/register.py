@@ -36,7 +36,7 @@ def check_gate(models_dir: Path, repo: Path, lock: dict[str, Any] | None,
     gate = json.loads(gate_path.read_text())
     if not gate.get("passed"):
         failed = [f"{r['rule']} = {r['value']} (threshold {r['threshold']})"
-                  for r in gate["rules"] if r["verdict"] != "pass"]
+                  for r in gate["rules"] if r["verdict"] == "FAIL"]
         raise CommandError("refused: the gate failed: " + "; ".join(failed))
     if gate.get("model_sha256") != file_sha256(model_path):
         raise CommandError(f"refused: {gate_path} was written for another model file; "
@@ -60,7 +60,8 @@ def check_gate(models_dir: Path, repo: Path, lock: dict[str, Any] | None,
         # must be the one its stage wrote.
         for stage, entry in lineage.outputs(lock):
             path = repo / entry["path"]
-            if path.is_file() and path.parent.resolve() == models_dir.resolve() \
+            if stage.endswith(f"@{model}") and path.is_file() \
+                    and path.parent.resolve() == models_dir.resolve() \
                     and entry.get("md5") != lineage.md5(path):
                 raise CommandError(f"refused: {entry['path']} is stale relative to dvc.lock "
                                    f"(stage {stage!r} recorded another file); run `dvc repro`")
@@ -142,7 +143,7 @@ def publish_outputs(info: VersionInfo) -> None:
 def pipeline_tags(repo: Path, lock: dict[str, Any], model: str) -> dict[str, str]:
     tags = {"git_commit": lineage.git_commit(repo),
             "git_dirty": str(lineage.git_dirty(repo)).lower(), "data_hash": "unknown"}
-    tags.update(lineage.data_hashes(lock, model))
+    tags.update(lineage.data_hashes(lock, model, declaration.sources(repo).get(model)))
     return tags
 
 

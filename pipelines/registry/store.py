@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from contracts.digest import bundle_sha256
+from contracts.digest import UnsafeFileNameError, bundle_sha256
 from pipelines.errors import CommandError
 
 EMBEDDED_DIR = ".mlflow"
@@ -153,7 +153,11 @@ def verified_download(info: VersionInfo, dst: Path) -> Path:
     except Exception as exc:  # MLflow and storage errors come in many types
         raise RegistryError(f"cannot download the artifact of {info.name} v{info.version} "
                             f"from {info.source}: {exc}") from exc
-    actual = bundle_sha256(bundle)
+    try:
+        actual = bundle_sha256(bundle)
+    except UnsafeFileNameError as exc:
+        raise RegistryError(f"the artifact of {info.name} v{info.version} cannot be verified: "
+                            f"{exc}") from exc
     if actual != info.sha256:
         raise RegistryError(
             f"digest mismatch: the artifact of {info.name} v{info.version} hashes to {actual}, "

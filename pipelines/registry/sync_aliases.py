@@ -1,4 +1,5 @@
-"""`mlops sync-aliases`: make each registry alias `<env>` point at the version git pins there.
+"""`mlops sync-aliases`: make each model's registry alias `<env>` point at the version git pins
+for that model in that environment, for every model.
 
 Git is the source of truth: an alias that disagrees is reported and then moved (or deleted
 when the environment pins nothing); `--check` only reports and exits 1 on any disagreement.
@@ -37,13 +38,16 @@ def sync_aliases(repo: Path, *, check: bool = False,
     repo = gitops.toplevel(Path(repo))
     store = Path(registry_repo) if registry_repo else repo
     envs = pins.environments(repo)
-    pinned = {env: pins.read(repo, env) for env in envs}
-    models = sorted({p.model.name for p in pinned.values() if not p.is_empty})
+    pinned = {(env, model): pins.read(repo, env, model)
+              for env in envs for model in pins.models(repo, env)}
     changes = []
-    for model in models:
+    # Every model with a folder in some environment, pinned or not: a model rolled back to
+    # nothing everywhere still has aliases to delete.
+    for model in sorted({m for _, m in pinned}):
         current = registry.aliases(model, store)
-        for env, pin in pinned.items():
-            want = pin.model.version if not pin.is_empty and pin.model.name == model else None
+        for env in envs:
+            pin = pinned.get((env, model))
+            want = None if pin is None or pin.is_empty else pin.model.version
             have = current.get(env)
             if have == want:
                 continue

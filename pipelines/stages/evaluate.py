@@ -16,16 +16,14 @@ from contracts.files import atomic_write_text
 from contracts.modelfile import load_skops
 from contracts.signature import Signature
 from pipelines import declaration
-from pipelines.declaration.spec import Evaluate
+from pipelines.declaration.spec import Evaluate, Slices
 from pipelines.metric_names import BASELINE_METRIC, key_metrics
 from pipelines.stages import scoring
 from pipelines.stages.features import features, target
+from pipelines.stages.ingest import AT, ORIGIN
+from pipelines.stages.slices import slice_report
 
 PLOT_POINTS = 200
-# Slice metrics, per task: enough to see a segment the model serves badly.
-SLICE_METRICS = {"binary": ("roc_auc", "recall", "precision"),
-                 "multiclass": ("accuracy", "macro_f1"),
-                 "regression": ("mae", "rmse")}
 
 
 def truth(frame: pd.DataFrame, sig: Signature) -> np.ndarray:
@@ -52,12 +50,10 @@ class Outcome:
             self.prediction = (proba[:, classes.index(sig.positive_class)]
                                if sig.task == "binary" else proba)
         self.scorers = scoring.scorers(sig.task, threshold, len(sig.classes or []))
+        self.vectorized = scoring.vectorized(sig.task, threshold, len(sig.classes or []))
 
     def __len__(self) -> int:
         return len(self.truth)
-
-    def subset(self, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return self.truth[mask], self.prediction[mask]
 
 
 def _entry(value: float, ci: tuple[float, float] | None) -> dict[str, float]:
@@ -72,7 +68,8 @@ def score(outcome: Outcome, params: Evaluate) -> dict[str, dict[str, float]]:
     y, p = outcome.truth, outcome.prediction
     out = {}
     for name, fn in outcome.scorers.items():
-        ci = scoring.interval(lambda idx, fn=fn: fn(y[idx], p[idx]), len(y),
+        fast = outcome.vectorized[name]
+        ci = scoring.interval(lambda idx, axis=-1, fast=fast: fast(y[idx], p[idx]), len(y),
                               params.bootstrap_rounds, params.confidence, params.seed)
         out[name] = _entry(fn(y, p), ci)
     return out
@@ -82,35 +79,27 @@ def baseline(outcome: Outcome, train_truth: np.ndarray, params: Evaluate) -> dic
     """The trivial baseline's score, and model minus baseline with its interval (paired)."""
     task = outcome.sig.task
     metric = BASELINE_METRIC[task]
-    fn = outcome.scorers[metric]
+    fn, fast = outcome.scorers[metric], outcome.vectorized[metric]
     y, p = outcome.truth, outcome.prediction
     b = scoring.baseline_prediction(task, train_truth, len(y), len(outcome.sig.classes or []))
-    diff = lambda idx: fn(y[idx], p[idx]) - fn(y[idx], b[idx])
+    diff = lambda idx, axis=-1: fast(y[idx], p[idx]) - fast(y[idx], b[idx])
     ci = scoring.interval(diff, len(y), params.bootstrap_rounds, params.confidence, params.seed)
     kind = "the training mean" if task == "regression" else "the training class shares"
     return {"metric": metric, "predicts": kind, "value": round(float(fn(y, b)), 6),
-            "difference": _entry(diff(np.arange(len(y))), ci)}
+            "difference": _entry(fn(y, p) - fn(y, b), ci)}
 
 
-def slices(frame: pd.DataFrame, outcome: Outcome, params: Evaluate) -> dict[str, Any]:
-    """Metrics per value of each slicing column (counts only for small or one-class slices)."""
-    out: dict[str, Any] = {}
-    names = SLICE_METRICS[outcome.sig.task]
-    for column in params.slice_by:
-        values = frame[column].astype(str)
-        out[column] = {}
-        for value in sorted(values.unique()):
-            mask = (values == value).to_numpy()
-            y, p = outcome.subset(mask)
-            entry: dict[str, float] = {"rows": int(mask.sum())}
-            if outcome.sig.task == "binary":
-                entry["positive_rate"] = round(float(y.mean()), 6)
-            judged = mask.sum() >= params.min_slice_rows and (
-                outcome.sig.task != "binary" or 0 < y.sum() < len(y))
-            if judged:
-                for name in names:
-                    entry[name] = round(float(outcome.scorers[name](y, p)), 6)
-            out[column][value] = entry
+def slices(frame: pd.DataFrame, outcome: Outcome, params: Evaluate,
+           declared: Slices) -> dict[str, Any]:
+    """Each sliced column's per-slice metrics with intervals, and the disparity between the
+    slices of each sensitive attribute (pipelines/stages/slices.py)."""
+    out = {}
+    for column in declared.columns:
+        kind = "sensitive" if column in declared.sensitive else "segment"
+        out[column] = slice_report(
+            frame[column], kind, outcome.truth, outcome.prediction, task=outcome.sig.task,
+            threshold=outcome.threshold, min_rows=declared.min_rows,
+            rounds=params.bootstrap_rounds, confidence=params.confidence, seed=params.seed)
     return out
 
 
@@ -176,7 +165,7 @@ def plots(outcome: Outcome) -> dict[str, Any]:
 
 
 def evaluate(model, sig: Signature, test: pd.DataFrame, train: pd.DataFrame,
-             params: Evaluate) -> tuple[dict[str, Any], dict[str, Any]]:
+             params: Evaluate, declared: Slices) -> tuple[dict[str, Any], dict[str, Any]]:
     """Metrics and plot data for `model` on the test rows."""
     outcome = Outcome(model, sig, test, params.threshold)
     result: dict[str, Any] = {"task": sig.task, "rows": len(outcome),
@@ -187,8 +176,23 @@ def evaluate(model, sig: Signature, test: pd.DataFrame, train: pd.DataFrame,
     result["baseline"] = baseline(outcome, truth(train, sig), params)
     if sig.task == "multiclass":
         result["per_class"] = per_class(outcome)
-    result["slices"] = slices(test, outcome, params)
+    result["slices"] = slices(test, outcome, params, declared)
+    if recent := recent_metrics(model, sig, test, params):
+        result["recent"] = recent
     return result, plots(outcome)
+
+
+def recent_metrics(model, sig: Signature, test: pd.DataFrame,
+                   params: Evaluate) -> dict[str, Any] | None:
+    """The key metrics on the recent production holdout alone (None without one)."""
+    if ORIGIN not in test.columns:
+        return None
+    recent = test[test[ORIGIN] == "production"].reset_index(drop=True)
+    if len(recent) < 2:
+        return None
+    at = pd.to_datetime(recent[AT], utc=True)
+    return {"rows": len(recent), "from": at.min().isoformat(), "to": at.max().isoformat(),
+            **score(Outcome(model, sig, recent, params.threshold), params)}
 
 
 def write(result: dict[str, Any], plot_data: dict[str, Any], metrics_path: Path,
@@ -214,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
     decl = declaration.load(args.declaration)
     result, plot_data = evaluate(load_skops(args.model), Signature.read(args.signature),
                                  pd.read_parquet(args.test), pd.read_parquet(args.train),
-                                 decl.evaluate)
+                                 decl.evaluate, decl.slices)
     write(result, plot_data, args.metrics, args.plots)
     level = f"{decl.evaluate.confidence:.0%}"
     print(f"evaluate: {decl.name} on {result['rows']} test rows ({level} bootstrap intervals)")

@@ -57,7 +57,7 @@ def convert(model, signature: Signature) -> bytes:
     # zipmap off: probabilities come back as one [rows, classes] tensor, not a list of dicts.
     options = {id(model): {"zipmap": False}} if signature.is_classifier else None
     onx = to_onnx(model, initial_types=inputs, target_opset=TARGET_OPSET, options=options)
-    onx = _impute_with_where(_trees_compare_like_sklearn(onx, model))
+    onx = _trees_compare_like_sklearn(_impute_in_double(onx), model)
     return _inputs_named_as_features(onx, signature).SerializeToString()
 
 
@@ -77,39 +77,29 @@ def _inputs_named_as_features(onx, signature: Signature):
     return onx
 
 
-def _impute_with_where(onx):
-    """Replace ai.onnx.ml Imputer nodes by `Where(IsNaN(x), fill, x)`.
+def _impute_in_double(onx):
+    """Replace each ai.onnx.ml Imputer by IsNaN + Where on doubles.
 
-    A nullable number is imputed on doubles, and onnxruntime implements Imputer for float
-    and int64 only, so the compiled model would not load. IsNaN and Where compute the same
-    thing exactly, in any precision."""
+    onnxruntime implements Imputer for float32 only, and casting the numbers to float32
+    would break parity; filling NaN with the fitted medians needs nothing more than this."""
     import onnx
-    from onnx import helper, numpy_helper
+    from onnx import numpy_helper
 
-    imputers = [n for n in onx.graph.node if n.op_type == "Imputer"]
-    if not imputers:
-        return onx
-    inferred = onnx.shape_inference.infer_shapes(onx)
-    types = {v.name: v.type.tensor_type.elem_type
-             for v in [*inferred.graph.value_info, *inferred.graph.input]}
-    for node in imputers:
-        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
-        if not np.isnan(attrs.get("replaced_value_float", np.nan)) or \
-                "imputed_value_floats" not in attrs:
-            continue  # only the NaN-filling imputers scikit-learn's SimpleImputer makes
-        elem = types.get(node.input[0], onnx.TensorProto.DOUBLE)
-        dtype = onnx.helper.tensor_dtype_to_np_dtype(elem)
-        fill = numpy_helper.from_array(
-            np.asarray(attrs["imputed_value_floats"], dtype=dtype).reshape(1, -1),
-            name=f"{node.name}_fill")
+    nodes = list(onx.graph.node)
+    for node in nodes:
+        if node.op_type != "Imputer":
+            continue
+        attrs = {a.name: a for a in node.attribute}
+        values = np.asarray(attrs["imputed_value_floats"].floats, dtype=np.float64)
+        fill = numpy_helper.from_array(values.reshape(1, -1), name=f"{node.name}_fill")
         onx.graph.initializer.append(fill)
         missing = f"{node.name}_isnan"
         at = list(onx.graph.node).index(node)
         onx.graph.node.remove(node)
-        onx.graph.node.insert(at, helper.make_node("IsNaN", [node.input[0]], [missing],
-                                                   name=f"{node.name}_isnan"))
-        onx.graph.node.insert(at + 1, helper.make_node(
-            "Where", [missing, fill.name, node.input[0]], [node.output[0]], name=node.name))
+        onx.graph.node.insert(at, onnx.helper.make_node(
+            "Where", [missing, fill.name, node.input[0]], list(node.output), name=node.name))
+        onx.graph.node.insert(at, onnx.helper.make_node(
+            "IsNaN", [node.input[0]], [missing], name=f"{node.name}_missing"))
     return onx
 
 
@@ -154,6 +144,15 @@ def _trees_compare_like_sklearn(onx, model):
         if node.op_type == "Identity" and node.input[0] in outputs and node.output[0] in doubles:
             node.op_type = "Cast"
             node.attribute.append(onnx.helper.make_attribute("to", onnx.TensorProto.DOUBLE))
+    # A regressor's ensemble may itself be the graph's double output: give it a float32
+    # output and cast that.
+    for node in ensembles:
+        for k, out in enumerate(node.output):
+            if out in doubles:
+                node.output[k] = f"{out}_float32"
+                cast = onnx.helper.make_node("Cast", [node.output[k]], [out],
+                                             to=onnx.TensorProto.DOUBLE, name=f"{node.name}_output")
+                onx.graph.node.insert(list(onx.graph.node).index(node) + 1, cast)
     return onx
 
 

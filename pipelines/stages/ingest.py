@@ -5,6 +5,11 @@ target is checked against its declared type, allowed categories, range and empti
 rows go to a typed parquet file, invalid rows to a quarantine CSV with the reason per row.
 Too many invalid rows, a missing column or an unreadable file fail the stage with a message
 naming the problem, and then nothing at all is written.
+
+Labelled production rows (`mlops collect`) are validated the same way and, when the
+declaration's `production.combine` is `append`, join the source rows; every valid row says
+where it came from (`_origin`: source or production) and when it was predicted (`_at`), so the
+split can hold the newest production rows out for evaluation.
 """
 from __future__ import annotations
 
@@ -24,6 +29,8 @@ from pipelines.declaration import Declaration
 from pipelines.declaration.spec import FeatureSpec
 
 REASON = "_reason"
+ORIGIN, AT = "_origin", "_at"
+PRODUCTION_ID, PRODUCTION_AT = "prediction_id", "predicted_at"
 
 
 class IngestError(Exception):
@@ -215,14 +222,40 @@ def failure_message(result: Validation, max_invalid_fraction: float) -> str:
     )
 
 
-def run(decl: Declaration, source: Path, out: Path, quarantine: Path, report: Path) -> Validation:
-    """Validate `source` and write the three outputs, all or none."""
+def production_rows(path: Path, decl: Declaration) -> Validation | None:
+    """The collected production rows, validated (None when there are none)."""
+    if not path.is_file() or len(path.read_text().splitlines()) < 2:
+        return None
+    frame = read_source(path)
+    result = validate(frame, decl.model_copy(update={"id_columns": [PRODUCTION_ID]}), str(path))
+    predicted_at = dict(zip(frame[PRODUCTION_ID], frame[PRODUCTION_AT]))
+    result.valid[AT] = pd.to_datetime(result.valid[PRODUCTION_ID].map(predicted_at), utc=True,
+                                      errors="coerce")
+    return result
+
+
+def combined(source: Validation, production: Validation | None, decl: Declaration) -> pd.DataFrame:
+    """The training set: source rows, and production rows when the declaration appends them."""
+    rows = source.valid.assign(**{ORIGIN: "source", AT: pd.NaT})
+    rows[AT] = pd.to_datetime(rows[AT], utc=True)
+    if production is None or decl.production.combine == "none" or production.valid.empty:
+        return rows
+    extra = production.valid.drop(columns=[PRODUCTION_ID]).assign(**{ORIGIN: "production"})
+    return pd.concat([rows, extra], ignore_index=True)
+
+
+def run(decl: Declaration, source: Path, out: Path, quarantine: Path, report: Path,
+        production: Path | None = None) -> Validation:
+    """Validate `source` (and the collected `production` rows) and write the three outputs,
+    all or none."""
     frame = read_source(source)
     result = validate(frame, decl, str(source))
     if result.invalid_fraction > decl.max_invalid_fraction:
         raise IngestError(failure_message(result, decl.max_invalid_fraction))
+    collected = production_rows(production, decl) if production is not None else None
+    rows = combined(result, collected, decl)
     parquet = io.BytesIO()
-    result.valid.to_parquet(parquet, index=False)
+    rows.to_parquet(parquet, index=False)
     summary = {
         "model": decl.name,
         "source": str(source),
@@ -233,10 +266,16 @@ def run(decl: Declaration, source: Path, out: Path, quarantine: Path, report: Pa
         "invalid_by_column": result.invalid_by_column,
         "cleaning": result.filled_by_rule,
         "extra_columns_ignored": result.extra_columns,
+        "production_rows": 0 if collected is None else collected.rows,
+        "production_valid_rows": 0 if collected is None else len(collected.valid),
+        "production_used": int((rows[ORIGIN] == "production").sum()),
     }
+    bad = result.quarantine if collected is None or collected.quarantine.empty else pd.concat(
+        [result.quarantine.assign(**{ORIGIN: "source"}),
+         collected.quarantine.assign(**{ORIGIN: "production"})], ignore_index=True)
     # Everything is rendered in memory first; only then does anything touch the disk.
     atomic_write_bytes(out, parquet.getvalue())
-    atomic_write_text(quarantine, result.quarantine.to_csv(index=False))
+    atomic_write_text(quarantine, bad.to_csv(index=False))
     atomic_write_text(report, json.dumps(summary, indent=2) + "\n")
     return result
 
@@ -248,10 +287,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--quarantine", type=Path, required=True)
     parser.add_argument("--report", type=Path, required=True)
+    parser.add_argument("--production", type=Path,
+                        help="labelled production rows collected by `mlops collect`")
     args = parser.parse_args(argv)
     try:
         decl = declaration.load(args.declaration)
-        result = run(decl, args.source, args.out, args.quarantine, args.report)
+        result = run(decl, args.source, args.out, args.quarantine, args.report, args.production)
     except (IngestError, declaration.DeclarationError) as exc:
         print(f"ingest failed: {exc}", file=sys.stderr)
         return 1

@@ -1,4 +1,9 @@
-"""Stage `split`: a seeded train/test split of the validated data (stratified for classifiers)."""
+"""Stage `split`: a seeded train/test split of the validated data (stratified for classifiers).
+
+The source rows split exactly as they would without production rows (same seed, same test
+rows, so versions stay comparable). Collected production rows train, except the newest share
+(the declaration's `production.holdout`), which joins the test rows: a retrained model is also
+judged on what production saw lately."""
 from __future__ import annotations
 
 import argparse
@@ -12,10 +17,32 @@ from sklearn.model_selection import train_test_split
 from contracts.files import atomic_write_bytes
 from pipelines import declaration
 from pipelines.declaration import Declaration
+from pipelines.stages.ingest import AT, ORIGIN
+
+
+def recent_holdout(frame: pd.DataFrame, decl: Declaration) -> pd.Series:
+    """Which rows are the newest `production.holdout` share of the production rows."""
+    if ORIGIN not in frame.columns:
+        return pd.Series(False, index=frame.index)
+    production = frame[frame[ORIGIN] == "production"]
+    count = int(round(len(production) * decl.production.holdout))
+    newest = production.sort_values(AT, kind="stable").tail(count).index
+    return frame.index.isin(newest)
 
 
 def split(frame: pd.DataFrame, decl: Declaration) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Split keeping each class's share equal in both parts (classifiers)."""
+    """Split the source rows keeping each class's share equal in both parts (classifiers);
+    production rows train, but for the recent holdout, which is tested."""
+    if ORIGIN not in frame.columns:
+        return _split(frame, decl)
+    held = recent_holdout(frame, decl)
+    production = (frame[ORIGIN] == "production").to_numpy()
+    train, test = _split(frame[~production].reset_index(drop=True), decl)
+    return (pd.concat([train, frame[production & ~held]], ignore_index=True),
+            pd.concat([test, frame[held]], ignore_index=True))
+
+
+def _split(frame: pd.DataFrame, decl: Declaration) -> tuple[pd.DataFrame, pd.DataFrame]:
     stratify = frame[decl.target] if decl.task != "regression" else None
     if stratify is not None:
         counts = stratify.value_counts()

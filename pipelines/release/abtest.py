@@ -1,0 +1,121 @@
+"""The verdict of an A/B test that stays honest however often it is looked at.
+
+Each variant's outcome per labelled prediction is a number (1/0 for a correct classification,
+the absolute error for regression). The test is the mixture sequential probability ratio test
+(mSPRT; Johari, Koomen, Pekelis and Walsh, "Always Valid Inference", 2017) on the difference of
+the two means, with a normal mixing distribution of scale `tau` over the true difference: the
+probability that it ever declares a difference when there is none stays at most `alpha`, at
+every look, daily or after each label. Its always-valid confidence sequence gives the interval
+of the difference, and solving the same boundary for a larger sample gives "about N more
+labels" while no verdict is reached.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One variant's outcomes so far: count, mean, variance."""
+
+    name: str
+    n: int
+    mean: float
+    variance: float
+
+    @classmethod
+    def of(cls, name: str, outcomes) -> Arm:
+        values = np.asarray(outcomes, dtype=float)
+        n = len(values)
+        return cls(name, n, float(values.mean()) if n else float("nan"),
+                   float(values.var(ddof=1)) if n > 1 else float("nan"))
+
+    def interval(self, alpha: float, tau: float) -> tuple[float, float] | None:
+        """The arm's own always-valid interval of its mean (a one-sample sequence)."""
+        if self.n < 2:
+            return None
+        half = _half_width(self.variance / self.n, tau, alpha)
+        return self.mean - half, self.mean + half
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What the test says now: `winner` (a variant's name), or None with the labels likely
+    still needed."""
+
+    a: Arm
+    b: Arm
+    difference: float  # mean(b) - mean(a)
+    interval: tuple[float, float] | None
+    likelihood_ratio: float
+    alpha: float
+    winner: str | None
+    more_labels: int | None  # None: a winner, or no difference to chase
+
+    @property
+    def p_value(self) -> float:
+        """The always-valid p-value (the current one; a running minimum is also valid)."""
+        return min(1.0, 1.0 / self.likelihood_ratio) if self.likelihood_ratio > 0 else 1.0
+
+
+def _variance(a: Arm, b: Arm) -> float:
+    return a.variance / a.n + b.variance / b.n
+
+
+def _log_ratio(difference: float, v: float, tau: float) -> float:
+    """log of the mixture likelihood ratio against "no difference", with N(0, tau^2) mixing."""
+    t2 = tau * tau
+    return 0.5 * math.log(v / (v + t2)) + difference * difference * t2 / (2 * v * (v + t2))
+
+
+def _half_width(v: float, tau: float, alpha: float) -> float:
+    """Half-width of the always-valid confidence sequence at variance `v` of the estimate."""
+    t2 = tau * tau
+    return math.sqrt(v * (v + t2) / t2 * (2 * math.log(1 / alpha) + math.log((v + t2) / v)))
+
+
+def verdict(a: Arm, b: Arm, *, alpha: float = 0.05, tau: float = 0.05,
+            higher_is_better: bool = True, min_labels: int = 30) -> Verdict:
+    """The mSPRT verdict on mean(b) - mean(a) (each arm needs `min_labels` first)."""
+    if a.n < min_labels or b.n < min_labels:
+        needed = max(0, min_labels - a.n) + max(0, min_labels - b.n)
+        return Verdict(a, b, float("nan"), None, 0.0, alpha, None, needed or None)
+    diff = b.mean - a.mean
+    v = _variance(a, b)
+    if not v > 0:  # no spread at all: every outcome equal within each arm
+        v = 1e-12
+    log_lr = _log_ratio(diff, v, tau)
+    half = _half_width(v, tau, alpha)
+    winner = None
+    if log_lr >= math.log(1 / alpha) and diff != 0:
+        winner = b.name if (diff > 0) == higher_is_better else a.name
+    more = None if winner else _more_labels(a, b, diff, tau, alpha)
+    return Verdict(a, b, diff, (diff - half, diff + half), math.exp(min(log_lr, 700)), alpha,
+                   winner, more)
+
+
+def _more_labels(a: Arm, b: Arm, diff: float, tau: float, alpha: float,
+                 cap: int = 10_000_000) -> int | None:
+    """Labels still needed (both arms, in their current proportion) for the boundary to be
+    crossed if the observed difference were the true one; None when it is ~0 or out of reach."""
+    if diff == 0:
+        return None
+    total = a.n + b.n
+    scale = total * _variance(a, b)  # variance of the estimate is scale / total labels
+
+    def crossed(n: float) -> bool:
+        return _log_ratio(diff, scale / n, tau) >= math.log(1 / alpha)
+
+    high = total
+    while not crossed(high):
+        high *= 2
+        if high > cap:
+            return None
+    low = total
+    while high - low > max(1, total // 1000):
+        mid = (low + high) / 2
+        low, high = (low, mid) if crossed(mid) else (mid, high)
+    return int(math.ceil(high - total))

@@ -1,0 +1,6 @@
+"""`python -m pipelines.report`."""
+import sys
+
+from pipelines.report.command import main
+
+sys.exit(main())
