@@ -50,6 +50,10 @@ class FeedbackStore(Protocol):
         """New ids for predicted labels (classes given) or values (classes None)."""
         ...
 
+    def check(self, prediction_id: str, truth: str | float) -> None:
+        """Raise what `record` would raise, recording nothing (a batch is all or nothing)."""
+        ...
+
     def record(self, prediction_id: str, truth: str | float) -> Scored:
         """Score the truth of one prediction; UnknownPrediction, AlreadyAnswered, InvalidTruth."""
         ...
@@ -94,15 +98,17 @@ class MemoryFeedbackStore:
         prefix = self._prefix
         return [prefix + str(i) for i in range(first, first + n)]
 
-    def record(self, prediction_id: str, truth: str | float) -> Scored:
-        """Score the truth of one prediction; UnknownPrediction, AlreadyAnswered, InvalidTruth."""
+    def check(self, prediction_id: str, truth: str | float) -> None:
+        """Raise what `record` would raise, recording nothing (a batch is all or nothing)."""
+        self._slot(prediction_id, truth)
+
+    def _slot(self, prediction_id: str, truth: str | float) -> int:
         number = prediction_id[len(self._prefix):] if prediction_id.startswith(self._prefix) \
             else ""
         if not number.isdigit() or not self._issued - self.memory < int(number) <= self._issued:
             raise UnknownPrediction(prediction_id)
         slot = (int(number) - 1) % self.memory
-        predicted, version = self._predicted[slot], self._version[slot]
-        classes = self._classes[version]
+        classes = self._classes[self._version[slot]]
         if classes is not None:
             if not isinstance(truth, str) or truth not in classes:
                 raise InvalidTruth(f"label {truth!r} is not a class of the model "
@@ -112,6 +118,13 @@ class MemoryFeedbackStore:
                                "regression)")
         if self._answered[slot]:
             raise AlreadyAnswered(prediction_id)
+        return slot
+
+    def record(self, prediction_id: str, truth: str | float) -> Scored:
+        """Score the truth of one prediction; UnknownPrediction, AlreadyAnswered, InvalidTruth."""
+        slot = self._slot(prediction_id, truth)
+        predicted, version = self._predicted[slot], self._version[slot]
+        classes = self._classes[version]
         self._answered[slot] = 1
         if classes is not None:
             correct = predicted == truth

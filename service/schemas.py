@@ -89,6 +89,15 @@ class FeedbackResponse(msgspec.Struct):
     window: int
 
 
+class BatchFeedbackResponse(msgspec.Struct):
+    """Feedback for an array of predictions, in request order, and the window after it."""
+
+    feedback: list[Any]  # FeedbackResponse or RegressionFeedbackResponse
+    window: int
+    accuracy: float | None = None
+    mae: float | None = None
+
+
 class RegressionFeedbackResponse(msgspec.Struct):
     """How far a regression prediction was, and live MAE over the feedback window."""
 

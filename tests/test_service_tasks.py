@@ -239,3 +239,34 @@ def test_drift_of_inputs_and_answers_is_measured_per_task(served):
     assert svc.post("/v1/predict", json=[record] * 100).status_code == 200
     assert svc.metric("gitops_ml_feature_drift", feature=number.name, test="ks") > 0.9
     assert svc.metric("gitops_ml_prediction_drift", test=test) >= (1.0 if test == "psi" else 0.45)
+
+
+@pytest.mark.parametrize("task_name", ["binary", "regression"])
+def test_feedback_for_a_batch_is_recorded_whole_or_not_at_all(fresh, task_name):
+    context, task = fresh(task_name)
+    with context as svc:
+        svc.wait_ready(1)
+        predictions = svc.post("/v1/predict", json=task.records(5)).json()["predictions"]
+        truth = [float(t) if task.task == "regression" else str(t) for t in task.truth.iloc[:5]]
+        items = [{"prediction_id": p["prediction_id"], "label": t}
+                 for p, t in zip(predictions, truth)]
+        # One unknown id among good ones: refused, naming it, and nothing is recorded.
+        bad = svc.post("/v1/feedback", json=[*items[:3], {"prediction_id": "nope-1",
+                                                         "label": truth[0]}])
+        assert bad.status_code == 404 and "item 3" in bad.json()["detail"]
+        twice = svc.post("/v1/feedback", json=[items[0], items[0]])
+        assert twice.status_code == 409 and "item 1" in twice.json()["detail"]
+        assert (svc.metric("gitops_ml_feedback_total", outcome="scored") or 0) == 0
+        assert (svc.metric("gitops_ml_feedback_total", outcome="correct") or 0) == 0
+        stored = svc.post("/v1/feedback", json=items)
+        assert stored.status_code == 200, stored.text
+        body = stored.json()
+        assert body["window"] == 5 and len(body["feedback"]) == 5
+        assert [f["prediction_id"] for f in body["feedback"]] == [i["prediction_id"]
+                                                                 for i in items]
+        if task.task == "regression":
+            errors = [abs(t - p["prediction"]) for p, t in zip(predictions, truth)]
+            assert body["mae"] == pytest.approx(sum(errors) / 5, abs=1e-9)
+        else:
+            correct = sum(p["prediction"] == t for p, t in zip(predictions, truth))
+            assert body["accuracy"] == correct / 5

@@ -7,7 +7,7 @@ classifier's prediction (live accuracy) or the true value of a regressor's (live
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 from litestar import Request, Response, post
@@ -26,6 +26,7 @@ from service.protocols.common import (
     serving_or_503,
 )
 from service.schemas import (
+    BatchFeedbackResponse,
     BatchResponse,
     BinaryResponse,
     BinaryRow,
@@ -40,7 +41,8 @@ from service.schemas import (
 from service.serving import ServiceState
 from service.validation import RequestInvalid, record_json_schema
 
-_FEEDBACK_DECODER = msgspec.json.Decoder(FeedbackRequest)
+_FEEDBACK_DECODER = msgspec.json.Decoder(
+    FeedbackRequest | Annotated[list[FeedbackRequest], msgspec.Meta(min_length=1)])
 
 
 def refusal(exc: RequestInvalid) -> MalformedBody | UnprocessableBody:
@@ -123,9 +125,31 @@ def build(state: ServiceState, check: Callable[[Any, str], None] | None,
             sig = serving.model.signature
             label = {"type": "string", "enum": list(sig.classes or [])} if sig.is_classifier \
                 else {"type": "number", "description": "The true value."}
-        return {"type": "object", "additionalProperties": False,
+        item = {"type": "object", "additionalProperties": False,
                 "required": ["prediction_id", "label"],
                 "properties": {"prediction_id": {"type": "string"}, "label": label}}
+        return {"oneOf": [item, {"type": "array", "items": item, "minItems": 1,
+                                 "maxItems": max_rows}]}
+
+    def feedback_answer() -> dict[str, Any]:
+        serving = state.serving
+        regression = serving is not None and not serving.model.signature.is_classifier
+        common = {"prediction_id": {"type": "string"}, "version": {"type": "integer"},
+                  "window": {"type": "integer"}}
+        if regression:
+            item = {"type": "object", "properties": {
+                **common, "label": {"type": "number"}, "predicted": {"type": "number"},
+                "error": {"type": "number"}, "mae": {"type": "number"}}}
+        else:
+            item = {"type": "object", "properties": {
+                **common, "label": {"type": "string"}, "predicted": {"type": "string"},
+                "outcome": {"type": "string", "enum": ["correct", "incorrect"]},
+                "accuracy": {"type": "number"}}}
+        item["required"] = list(item["properties"])
+        batch = {"type": "object", "required": ["feedback", "window"], "properties": {
+            "feedback": {"type": "array", "items": item}, "window": {"type": "integer"},
+            "accuracy": {"type": ["number", "null"]}, "mae": {"type": ["number", "null"]}}}
+        return {"oneOf": [item, batch]}
 
     @post("/v1/predict", operation_id="predict", status_code=200, security=security,
           tags=["predictions"], responses=error_specs(400, 401, 403, 413, 422, 503),
@@ -153,9 +177,11 @@ def build(state: ServiceState, check: Callable[[Any, str], None] | None,
               400, 401, 403, 404, 409, 413, 422,
               text={422: "The label is not a class of the model (regression: not a number)."}),
           operation_class=operation_with_body(
-              feedback_body, "The true class (regression: the true value) of a prediction."),
+              feedback_body, "The true class (regression: the true value) of a prediction, "
+                             "or an array of them (all recorded, or none).",
+              feedback_answer, "How each prediction fared, and live accuracy or MAE."),
           summary="Report the truth about an earlier prediction")
-    async def feedback(request: Request) -> FeedbackResponse | RegressionFeedbackResponse:
+    async def feedback(request: Request) -> Response[bytes]:
         if check is not None:
             check(request.headers, "feedback")
         body = await request.body()
@@ -166,28 +192,47 @@ def build(state: ServiceState, check: Callable[[Any, str], None] | None,
         except msgspec.DecodeError as exc:
             raise MalformedBody(detail=f"the body is not valid JSON ({exc})") from None
         store = state.feedback
-        try:
-            scored = store.record(data.prediction_id, data.label)
-        except UnknownPrediction:
-            raise NotFoundException(
-                detail=f"unknown prediction id {data.prediction_id!r}: it was not issued by this "
-                       f"replica or is older than the last {store.memory} predictions") from None
-        except AlreadyAnswered:
-            raise Conflict(detail="feedback for prediction "
-                                  f"{data.prediction_id!r} was already recorded") from None
-        except InvalidTruth as exc:
-            raise UnprocessableBody(detail=str(exc)) from None
+        items = data if isinstance(data, list) else [data]
+        if len(items) > max_rows:
+            raise UnprocessableBody(detail=f"a batch holds at most {max_rows} items")
+        seen: set[str] = set()
+        for k, item in enumerate(items):  # all or nothing: check every item first
+            where = f"item {k}: " if isinstance(data, list) else ""
+            try:
+                if item.prediction_id in seen:
+                    raise AlreadyAnswered(item.prediction_id)
+                seen.add(item.prediction_id)
+                store.check(item.prediction_id, item.label)
+            except UnknownPrediction:
+                raise NotFoundException(
+                    detail=f"{where}unknown prediction id {item.prediction_id!r}: it was not "
+                           f"issued by this replica or is older than the last {store.memory} "
+                           "predictions") from None
+            except AlreadyAnswered:
+                raise Conflict(detail=f"{where}feedback for prediction "
+                                      f"{item.prediction_id!r} was already recorded") from None
+            except InvalidTruth as exc:
+                raise UnprocessableBody(detail=f"{where}{exc}") from None
+        answers = [_score(store.record(i.prediction_id, i.label), i) for i in items]
+        if not isinstance(data, list):
+            return json_response(answers[0])
+        last = answers[-1]
+        accuracy = getattr(last, "accuracy", None)
+        return json_response(BatchFeedbackResponse(answers, last.window, accuracy,
+                                                   getattr(last, "mae", None)))
+
+    def _score(scored, item: FeedbackRequest) -> FeedbackResponse | RegressionFeedbackResponse:
         metrics = state.metrics
         if scored.correct is None:
             metrics.feedback.labels(outcome="scored").inc()
             metrics.feedback_mae.set(scored.mae)
-            return RegressionFeedbackResponse(data.prediction_id, float(data.label),
+            return RegressionFeedbackResponse(item.prediction_id, float(item.label),
                                               scored.predicted, scored.version, scored.error,
                                               scored.mae, scored.window)
         outcome = "correct" if scored.correct else "incorrect"
         metrics.feedback.labels(outcome=outcome).inc()
         metrics.feedback_accuracy.set(scored.accuracy)
-        return FeedbackResponse(data.prediction_id, data.label, scored.predicted, scored.version,
+        return FeedbackResponse(item.prediction_id, item.label, scored.predicted, scored.version,
                                 outcome, scored.accuracy, scored.window)
 
     return [predict, feedback]
