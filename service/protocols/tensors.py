@@ -90,11 +90,11 @@ def _typed(codec: RequestCodec) -> tuple[msgspec.json.Decoder, dict[type, tuple[
         kinds.append(msgspec.defstruct(
             f"Input{i}", [("shape", list[int]), ("datatype", str), ("data", list[element], []),
                           ("parameters", dict[str, Any] | None, None)],
-            tag_field="name", tag=f.name))
+            tag_field="name", tag=f.name, gc=False))  # acyclic: no collector work per request
     request = msgspec.defstruct("TypedInferRequest", [
         ("inputs", list[Union[tuple(kinds)]]), ("id", str | None, None),  # noqa: UP007
         ("parameters", dict[str, Any] | None, None),
-        ("outputs", list[RequestedOutput] | None, None)])
+        ("outputs", list[RequestedOutput] | None, None)], gc=False)
     whole = [i for i, f in enumerate(features) if f.type == "integer" and f.nullable]
     blank = [i for i, f in enumerate(features) if f.type == "category" and f.nullable]
     return (msgspec.json.Decoder(request),

@@ -29,7 +29,7 @@ _VERSION = "/models/{name:str}/versions/{version:str}"
 ROUTES = frozenset(PREFIX + p.replace(":str", "") for p in (
     "", "/health/live", "/health/ready", _MODEL, f"{_MODEL}/ready", f"{_MODEL}/infer",
     _VERSION, f"{_VERSION}/ready", f"{_VERSION}/infer"))
-HEADER_LENGTH = "inference-header-content-length"
+_HEADER_LENGTH = b"inference-header-content-length"
 
 
 class ErrorV2(msgspec.Struct):
@@ -166,7 +166,9 @@ def build(state: ServiceState, check: Callable[[Any, str], None] | None,
             check(request.headers, "predict")
         serving = model(name, version)
         body = await request.body()
-        header = request.headers.get(HEADER_LENGTH)
+        # The raw scope, not request.headers: that builds a multidict for one lookup.
+        header = next((v.decode("latin-1") for k, v in request.scope["headers"]
+                       if k == _HEADER_LENGTH), None)
         try:
             quick = fast(body, serving.codec, max_rows) if header is None else None
             if quick is not None:
