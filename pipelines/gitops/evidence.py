@@ -166,3 +166,20 @@ def rollback_body(*, env: str, model: str, reverted: str, current: Pin, restored
         f"### Lineage of the restored model\n\n{lineage_list(restored)}\n\n"
         f"### Undoing the rollback\n\n```\ngit revert {commit}\n```\n"
     )
+
+
+def image_body(*, env: str, path: str, image: str, previous: str, source: str,
+               commit: str) -> str:
+    """The pull-request body of a service image rollout (`image`: name[:tag]@digest): what
+    changes, the same edit by hand, how to undo it."""
+    return (
+        f"## Roll out the service image to **{plain(env)}**\n\n"
+        f"This pull request changes one file, `{path}`: every workload in {plain(env)} (each "
+        f"model's service and the database upkeep) runs\n\n```\n{image}\n```\n\ninstead of"
+        f"\n\n```\n{previous}\n```\n\nKubernetes pulls it by digest; the tag only says which "
+        f"commit built it. Merging it is the deployment: Argo CD syncs every model of the "
+        f"environment (by canary where the environment delivers by canary).\n\n"
+        f"The same change by hand, in `{path.rsplit('/', 1)[0]}/`:\n\n"
+        f"```\nkustomize edit set image {source}={image}\n```\n\n"
+        f"### Rolling back\n\n```\ngit revert {commit}\n```\n"
+    )
