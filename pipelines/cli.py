@@ -21,6 +21,8 @@ COMMANDS: list[tuple[str, str, str]] = [
     ("import", "pipelines.registry.import_model", "bring a delivered model file through the gates"),
     ("promote", "pipelines.gitops.promote", "pin a registered version in an environment (one commit)"),
     ("rollback", "pipelines.gitops.rollback", "git revert the newest promotion of an environment"),
+    ("image", "pipelines.gitops.image",
+     "roll an environment's service image out by digest (one commit)"),
     ("status", "pipelines.gitops.status", "what each environment runs, with metrics and lineage"),
     ("history", "pipelines.gitops.history", "every promotion and rollback of an environment"),
     ("sync-aliases", "pipelines.registry.sync_aliases", "make registry aliases follow the pins in git"),

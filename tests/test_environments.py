@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import fnmatch
+import re
 import shutil
 import subprocess
 import sys
@@ -17,7 +18,7 @@ import yaml
 from contracts.pin import Lineage, ModelRef, Pin, Promotion
 from pipelines.checks import crds, manifests
 from pipelines.errors import CommandError
-from pipelines.gitops import environments, pins
+from pipelines.gitops import environments, image, pins
 
 ROOT = Path(__file__).resolve().parents[1]
 ENVS = ("staging", "production")
@@ -45,6 +46,15 @@ def render(repo: Path, env: str, model: str) -> str:
 @pytest.fixture(scope="module")
 def rendered() -> dict[str, list[dict]]:
     return {env: manifests.documents(render(ROOT, env, MODEL)) for env in ENVS}
+
+
+def render_upkeep(repo: Path, env: str) -> list[dict]:
+    return manifests.load(Path(repo) / "environments" / "shared" / env / "database")
+
+
+@pytest.fixture(scope="module")
+def upkeep() -> dict[str, list[dict]]:
+    return {env: render_upkeep(ROOT, env) for env in ENVS}
 
 
 @pytest.fixture()
@@ -102,32 +112,40 @@ def argocd_objects(repo: Path = ROOT) -> list[dict]:
     return manifests.documents(manifests.render(Path(repo) / "environments" / "argocd"))
 
 
-def generated_applications(repo: Path) -> list[dict]:
-    """What the ApplicationSet's git directories generator makes of `repo`'s folders: the
-    generator matches each `directories[].path` glob against the repository's directories and
-    fills the Go template with the folder's path."""
-    appset = _one(argocd_objects(repo), "ApplicationSet")
-    generator = appset["spec"]["generators"][0]["git"]
+def _matches(folder: str, glob: str) -> bool:
+    # Argo CD's path globs: `*` stays within one path segment.
+    return fnmatch.fnmatchcase(folder, glob) and folder.count("/") == glob.count("/")
+
+
+def generated_applications(repo: Path, appset_name: str | None = None) -> list[dict]:
+    """What the ApplicationSets' git directories generators make of `repo`'s folders (only
+    `appset_name`'s when given): each matches its `directories[].path` globs against the
+    repository's directories and fills its Go template with the folder's path."""
     folders = sorted({p.relative_to(repo).as_posix() for p in Path(repo).rglob("*") if p.is_dir()})
-    matched = [f for f in folders
-               if any(fnmatch.fnmatchcase(f, d["path"]) and "/" not in f[len(d["path"]) - 1:]
-                      for d in generator["directories"] if not d.get("exclude"))]
     apps = []
-    for folder in matched:
-        segments = folder.split("/")
-        text = (yaml.safe_dump(appset["spec"]["template"])
-                .replace("{{ index .path.segments 1 }}", segments[1])
-                .replace("{{ .path.basename }}", segments[-1])
-                .replace("{{ .path.path }}", folder))
-        assert "{{" not in text, text
-        apps.append(yaml.safe_load(text))
+    for appset in _by_kind(argocd_objects(repo), "ApplicationSet"):
+        if appset_name and appset["metadata"]["name"] != appset_name:
+            continue
+        generator = appset["spec"]["generators"][0]["git"]
+        for folder in folders:
+            if not any(_matches(folder, d["path"]) for d in generator["directories"]
+                       if not d.get("exclude")):
+                continue
+            segments = folder.split("/")
+            text = re.sub(r"\{\{ index \.path\.segments (\d+) \}\}",
+                          lambda m, parts=segments: parts[int(m[1])],
+                          yaml.safe_dump(appset["spec"]["template"]))
+            text = text.replace("{{ .path.basename }}", segments[-1]).replace("{{ .path.path }}",
+                                                                               folder)
+            assert "{{" not in text, text
+            apps.append(yaml.safe_load(text))
     return apps
 
 
 def test_argocd_objects_match_the_argo_cd_schema():
     objects = argocd_objects()
     assert sorted(o["kind"] for o in objects) == ["AppProject", "Application", "Application",
-                                                  "ApplicationSet"]
+                                                  "ApplicationSet", "ApplicationSet"]
     report = crds.validate(objects)
     assert sum(line.startswith("ok ") for line in report) == len(objects)
 
@@ -151,7 +169,7 @@ def test_crd_check_rejects_a_kind_it_has_no_schema_for():
 
 
 def test_the_applicationset_makes_one_application_per_environment_and_model():
-    apps = generated_applications(ROOT)
+    apps = generated_applications(ROOT, "gitops-ml-models")
     assert [(a["metadata"]["name"], a["spec"]["source"]["path"]) for a in apps] == sorted(
         (f"gitops-ml-{env}-{model}", f"environments/{env}/{model}") for env, model in OVERLAYS)
     for app in apps:
@@ -171,8 +189,20 @@ def test_adding_a_model_is_two_files_per_environment_and_changes_no_argo_cd_obje
                      if p.is_file() and OTHER in p.parts)
     assert written == sorted(f"environments/{env}/{OTHER}/{name}" for env in ENVS
                              for name in ("kustomization.yaml", "model.yaml"))
-    names = {a["metadata"]["name"] for a in generated_applications(two_models)}
+    names = {a["metadata"]["name"] for a in generated_applications(two_models, "gitops-ml-models")}
     assert names == {f"gitops-ml-{env}-{m}" for env in ENVS for m in (MODEL, OTHER)}
+
+
+def test_each_environment_gets_one_database_upkeep_application_whatever_its_models(two_models):
+    apps = generated_applications(two_models, "gitops-ml-databases")
+    assert [(a["metadata"]["name"], a["spec"]["source"]["path"],
+             a["spec"]["destination"]["namespace"]) for a in apps] == sorted(
+        (f"gitops-ml-database-{env}", f"environments/shared/{env}/database", f"gitops-ml-{env}")
+        for env in ENVS)
+    for app in apps:
+        assert app["spec"]["syncPolicy"]["automated"] == {"prune": True, "selfHeal": True}
+    names = [a["metadata"]["name"] for a in generated_applications(two_models)]
+    assert len(names) == len(set(names))
 
 
 NAMESPACED_APPS = {
@@ -300,8 +330,9 @@ def test_service_runs_non_root_read_only_with_health_and_ready_probes(rendered, 
     mount = next(m for m in container["volumeMounts"] if m["name"] == "model-pin")
     assert mount["mountPath"] == "/etc/gitops-ml" and mount["readOnly"] is True
     assert container["resources"]["requests"] and container["resources"]["limits"]
-    image, tag = container["image"].rsplit(":", 1)
-    assert image == "ghcr.io/OWNER/gitops-ml-service" and tag != "unset"
+    # The image by digest, from environments/shared/<env>/image (no release yet: all zeros).
+    assert container["image"] == f"{image.SOURCE}@{image.UNRELEASED}"
+    assert pod["initContainers"][0]["image"] == container["image"]
     for kind in ("Service", "HorizontalPodAutoscaler", "PodDisruptionBudget", "NetworkPolicy",
                  "ServiceAccount"):
         assert _one(objects, kind)["metadata"]["namespace"] == f"gitops-ml-{env}"
@@ -309,9 +340,9 @@ def test_service_runs_non_root_read_only_with_health_and_ready_probes(rendered, 
     assert pod["serviceAccountName"] == _one(objects, "ServiceAccount")["metadata"]["name"]
 
 
-def test_environments_hold_no_secrets_and_no_deprecated_patch_fields(rendered):
+def test_environments_hold_no_secrets_and_no_deprecated_patch_fields(rendered, upkeep):
     for env in ENVS:
-        assert not _by_kind(rendered[env], "Secret")
+        assert not _by_kind(rendered[env] + upkeep[env], "Secret")
     for kustomization in (ROOT / "environments").rglob("kustomization.yaml"):
         data = yaml.safe_load(kustomization.read_text())
         assert "patchesStrategicMerge" not in data and "patchesJson6902" not in data, kustomization
@@ -418,9 +449,12 @@ def test_add_model_refuses_an_environment_without_its_shared_component(tmp_path)
 def test_manifests_command_checks_every_overlay_and_the_argocd_objects(capsys):
     assert manifests.main([]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out == ["ok  environments/staging/churn: renders and passes kubernetes-validate",
-                   "ok  environments/production/churn: renders and passes kubernetes-validate",
-                   "ok  environments/argocd: 4 objects match the Argo CD schema"]
+    checked = "renders, passes kubernetes-validate, images by digest"
+    assert out == [f"ok  environments/staging/churn: {checked}",
+                   f"ok  environments/production/churn: {checked}",
+                   f"ok  environments/shared/staging/database: {checked}",
+                   f"ok  environments/shared/production/database: {checked}",
+                   "ok  environments/argocd: 5 objects match the Argo CD schema"]
 
 
 def test_crd_schema_checker_installs_once_from_its_lock_file_even_when_raced(tmp_path):
@@ -443,3 +477,146 @@ def test_crd_schema_checker_installs_once_from_its_lock_file_even_when_raced(tmp
         assert (folder / "node_modules" / "@kubernetes-models" / package / "package.json").is_file()
     assert not (ROOT / "tools" / "crd-validate" / "node_modules").exists()
     assert crds.install(tmp_path) == folder  # a later call reuses it
+
+
+# --- secrets, the database, the network ---------------------------------------------------------
+
+DATABASE_URL = {"name": "DATABASE_URL",
+                "valueFrom": {"secretKeyRef": {"name": "gitops-ml-database", "key": "DATABASE_URL"}}}
+
+
+def _pod(obj: dict) -> dict:
+    spec = obj["spec"]["jobTemplate"]["spec"] if obj["kind"] == "CronJob" else obj["spec"]
+    return spec["template"]["spec"]
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_the_service_takes_its_database_and_auth_settings_only_from_required_secrets(rendered,
+                                                                                     env):
+    pod = _pod(_one(rendered[env], "Deployment"))
+    service = pod["containers"][0]
+    # Required: without the Secret (or the key) the pod does not start.
+    assert DATABASE_URL in service["env"]
+    assert {"secretRef": {"name": "gitops-ml-auth"}} in service["envFrom"]
+    settings = next(o for o in _by_kind(rendered[env], "ConfigMap")
+                    if o["metadata"]["name"].startswith(f"{MODEL}-service-settings"))
+    assert not {"DATABASE_URL", "API_KEYS", "JWT_SECRET", "JWT_PUBLIC_KEY"} & set(settings["data"])
+
+
+def test_anonymous_serving_is_never_switched_on_by_the_manifests(rendered, upkeep):
+    for env in ENVS:
+        text = yaml.safe_dump_all(rendered[env] + upkeep[env])
+        assert "ALLOW_ANONYMOUS" not in text
+    for path in (ROOT / "environments").rglob("*"):
+        if path.is_file() and path.suffix in (".yaml", ".env"):
+            assert "ALLOW_ANONYMOUS=" not in path.read_text() and \
+                "name: ALLOW_ANONYMOUS" not in path.read_text(), path
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_the_schema_is_migrated_before_the_service_starts_in_every_pod(rendered, env):
+    pod = _pod(_one(rendered[env], "Deployment"))
+    [migrate] = pod["initContainers"]
+    assert [*migrate["command"], *migrate["args"]] == ["python", "-m", "contracts.prediction_log",
+                                                       "upgrade"]
+    assert DATABASE_URL in migrate["env"]
+    assert "envFrom" not in migrate  # the API keys stay with the service
+    assert migrate["image"] == pod["containers"][0]["image"]
+    assert migrate["securityContext"] == pod["containers"][0]["securityContext"]
+
+
+def test_one_prune_cronjob_per_environment_whatever_its_models(two_models):
+    for env in ENVS:
+        models = [manifests.documents(render(two_models, env, m)) for m in (MODEL, OTHER)]
+        assert not any(_by_kind(objects, "CronJob") for objects in models)
+        [cronjob] = _by_kind(render_upkeep(two_models, env), "CronJob")
+        assert cronjob["metadata"]["namespace"] == f"gitops-ml-{env}"
+        pod = _pod(cronjob)
+        [prune] = pod["containers"]
+        assert [*prune["command"], *prune["args"]] == ["python", "-m",
+                                                       "contracts.prediction_log", "prune"]
+        assert prune["env"][0] == DATABASE_URL and "envFrom" not in prune
+        assert cronjob["spec"]["concurrencyPolicy"] == "Forbid"
+        # Same image as the environment's models, non-root, read-only, no API token.
+        service = _pod(_one(models[0], "Deployment"))["containers"][0]
+        assert prune["image"] == service["image"]
+        assert prune["securityContext"] == service["securityContext"]
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        assert pod["automountServiceAccountToken"] is False
+
+
+def test_one_image_file_sets_the_image_of_every_workload_of_an_environment(tmp_path):
+    shutil.copytree(ROOT / "environments", tmp_path / "environments")
+    digest = "sha256:" + "ab" * 32
+    (tmp_path / image.relpath("staging")).write_text(
+        image.text("staging", image.Image("ghcr.io/acme/gitops-ml-service", digest, "abc1234")))
+    staging = manifests.documents(render(tmp_path, "staging", MODEL)) + render_upkeep(
+        tmp_path, "staging")
+    assert {c["image"] for o in staging for c in manifests.containers(o)} == {
+        f"ghcr.io/acme/gitops-ml-service:abc1234@{digest}"}
+    assert {c["image"] for o in manifests.documents(render(tmp_path, "production", MODEL))
+            for c in manifests.containers(o)} == {f"{image.SOURCE}@{image.UNRELEASED}"}
+
+
+def test_the_manifests_check_refuses_an_image_by_tag(tmp_path):
+    shutil.copytree(ROOT / "environments", tmp_path / "environments")
+    path = tmp_path / image.relpath("production")
+    path.write_text(path.read_text().replace(f"digest: {image.UNRELEASED}", "newTag: 0.1.0"))
+    with pytest.raises(CommandError, match="runs images by tag, not by digest") as info:
+        manifests.check_all(tmp_path)
+    assert "Deployment/churn-gitops-ml migrate: ghcr.io/OWNER/gitops-ml-service:0.1.0" in str(
+        info.value)
+
+
+def _peers(rule: dict, side: str) -> list[dict]:
+    return rule.get(side) or []
+
+
+def _network_patch_values(repo: Path = ROOT) -> list[dict]:
+    component = yaml.safe_load((repo / "environments/base/network/kustomization.yaml").read_text())
+    return [yaml.safe_load(p["patch"])[0]["value"] for p in component["patches"]]
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_network_policies_admit_exactly_the_peers_named_in_the_network_component(rendered, upkeep,
+                                                                                 env):
+    declared = _network_patch_values()
+    service = _one(rendered[env], "NetworkPolicy")["spec"]
+    database = _one(upkeep[env], "NetworkPolicy")["spec"]
+    for policy in (service, database):
+        assert policy["policyTypes"] == ["Ingress", "Egress"]
+        # A rule without peers would admit everyone: every rule names its peers, and each rule
+        # is one written in environments/base/network, unchanged (Kustomize adds no label).
+        for rule in policy["ingress"] + policy["egress"]:
+            assert _peers(rule, "from") or _peers(rule, "to"), rule
+            assert rule in declared, rule
+    # In: only the ingress controller's and the monitoring namespace, to the API port.
+    [ingress] = service["ingress"]
+    assert ingress["ports"] == [{"port": "http", "protocol": "TCP"}]
+    assert [p["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]
+            for p in ingress["from"]] == ["ingress-nginx", "monitoring"]
+    assert all(set(p) == {"namespaceSelector"} for p in ingress["from"])
+    # Out: DNS, the database, MLflow; the upkeep: DNS and the database, and nothing comes in.
+    ports = lambda policy: [sorted(p["port"] for p in r["ports"]) for r in policy["egress"]]
+    assert ports(service) == [[53, 53], [5432], [5000]]
+    assert ports(database) == [[53, 53], [5432]] and database["ingress"] == []
+    pod_labels = _one(rendered[env], "Deployment")["spec"]["template"]["metadata"]["labels"]
+    assert service["podSelector"]["matchLabels"].items() <= pod_labels.items()
+    cron_pod = _one(upkeep[env], "CronJob")["spec"]["jobTemplate"]["spec"]["template"]
+    assert database["podSelector"]["matchLabels"].items() <= cron_pod["metadata"]["labels"].items()
+
+
+def test_a_peer_written_with_match_labels_would_be_changed_by_kustomize(tmp_path):
+    # Why the network component selects pods with matchExpressions: Kustomize adds the model's
+    # selector labels to every matchLabels of a NetworkPolicy peer, so that peer would select
+    # no database pod at all. The check above sees it.
+    shutil.copytree(ROOT / "environments", tmp_path / "environments")
+    path = tmp_path / "environments/base/network/kustomization.yaml"
+    path.write_text(path.read_text().replace(
+        "matchExpressions:\n                  - {key: cnpg.io/cluster, operator: In, values: "
+        "[gitops-ml-db]}", "matchLabels:\n                  cnpg.io/cluster: gitops-ml-db"))
+    declared = _network_patch_values(tmp_path)
+    policy = _one(manifests.documents(render(tmp_path, "staging", MODEL)), "NetworkPolicy")
+    [database] = [r for r in policy["spec"]["egress"] if r["ports"][0]["port"] == 5432]
+    assert database not in declared
+    assert database["to"][0]["podSelector"]["matchLabels"][MODEL_LABEL] == MODEL

@@ -107,7 +107,7 @@ def test_rollback_pull_request_names_the_reverted_promotion_and_how_to_undo(
     assert sent["head"] == result.branch and sent["base"] == "main"
     assert f"This pull request is `git revert {promotion.commit}`" in sent["body"]
     assert "back to `churn` v1" in sent["body"]
-    assert "**Reason:** GitopsMlCanaryAborted" in sent["body"]
+    assert "**Reason:** `GitopsMlCanaryAborted`" in sent["body"]
     assert f"```\ngit revert {result.commit}\n```" in sent["body"]
 
 

@@ -110,3 +110,47 @@ def test_labelled_rows_come_back_with_features_and_pruning_removes_old_ones(log_
     assert log.prune(now) == {"predictions": 1, "labelled": 1}  # the 100-day-old one
     assert log.count("churn") == {"predictions": 3, "labelled": 1}
     assert log.prune(before=now - timedelta(days=30)) == {"predictions": 1, "labelled": 0}
+
+
+def test_pods_migrating_at_once_take_turns_and_only_the_first_changes_the_schema(postgres):
+    # What every service pod's init container does at a rollout: `python -m
+    # contracts.prediction_log upgrade`, several at once. While the test holds the migration
+    # lock they all wait on it; released, one migrates and the others find the schema at head.
+    import os
+    import subprocess
+    import sys
+
+    from db_fixtures import wait_until
+    from sqlalchemy import create_engine, text
+
+    url = postgres.database()
+    engine = create_engine(url, isolation_level="AUTOCOMMIT")
+    waiting = text("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")
+    with engine.connect() as holder:
+        holder.execute(text("SELECT pg_advisory_lock(:k)"), {"k": migrate.MIGRATION_LOCK})
+        pods = [subprocess.Popen([sys.executable, "-m", "contracts.prediction_log", "upgrade"],
+                                 env={**os.environ,
+                                      "DATABASE_URL": url.replace("postgresql+psycopg://",
+                                                                  "postgres://")},
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                for _ in range(3)]
+        try:
+            wait_until(lambda: holder.execute(waiting).scalar() == 3, timeout=30)
+            assert migrate.current(url) is None
+        finally:
+            holder.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": migrate.MIGRATION_LOCK})
+        outputs = [pod.communicate(timeout=120) for pod in pods]
+    engine.dispose()
+    assert [pod.returncode for pod in pods] == [0, 0, 0], outputs
+    said = sorted(out.strip().rsplit(": ", 1)[1] for out, _ in outputs)
+    assert said == ["schema 0001 -> 0001", "schema 0001 -> 0001", "schema empty -> 0001"]
+    assert migrate.current(url) == migrate.head()
+
+
+def test_provider_style_postgres_urls_use_the_installed_driver():
+    assert migrate.sqlalchemy_url("postgres://u:p@db:5432/log") == \
+        "postgresql+psycopg://u:p@db:5432/log"
+    assert migrate.sqlalchemy_url("postgresql://u@db/log?sslmode=require") == \
+        "postgresql+psycopg://u@db/log?sslmode=require"
+    for kept in ("postgresql+psycopg://u@db/log", "sqlite:///x.db"):
+        assert migrate.sqlalchemy_url(kept) == kept

@@ -105,6 +105,41 @@ def test_refuses_a_version_whose_gate_failed(gitops_repo, registry_env):
     assert "'failed'" in message
 
 
+def test_a_gate_tag_set_to_passed_by_hand_does_not_promote_a_version_whose_bundle_failed(
+        gitops_repo, registry_env):
+    # Anyone with MLflow write access can set the tag; the verdict travels inside the verified
+    # bundle (gate.json is part of the digest the pin records).
+    from pipelines.registry import store as registry
+
+    client = registry.client()
+    client.set_model_version_tag(MODEL, "4", "gate", "passed")
+    try:
+        message = _refusal(gitops_repo.path, MODEL, 4, "staging", here=True)
+    finally:
+        client.set_model_version_tag(MODEL, "4", "gate", "failed")
+    assert message.startswith("failed gate: the gate.json in the artifact of churn v4 says it "
+                              "did not pass its gates (failed: floor roc_auc), whatever the "
+                              "registry's gate tag says")
+
+
+def test_a_bundle_without_gate_json_is_refused_whatever_its_tag_says(gitops_repo, registry_env,
+                                                                      tmp_path):
+    from gitops_fixtures import _base_bundle
+
+    from pipelines.registry import store as registry
+
+    name = "nogate"
+    gitops_repo.add_model(name)
+    client = registry.client()
+    run_id = client.create_run(registry.experiment_id(name)).info.run_id
+    bundle = _base_bundle(tmp_path / "bundle", name)
+    info = registry.register_bundle(bundle, name, run_id=run_id, tags={
+        "gate": "passed", "run_id": run_id, "git_commit": "a" * 40, "data_hash": "b" * 32})
+    message = _refusal(gitops_repo.path, name, info.version, "staging", here=True)
+    assert message.startswith(f"failed gate: the artifact of nogate v{info.version} holds no "
+                              f"gate.json")
+
+
 def test_refuses_an_artifact_whose_digest_no_longer_matches(gitops_repo, registry_env):
     message = _refusal(gitops_repo.path, MODEL, 6, "staging")
     assert message.startswith("digest mismatch: the artifact of churn v6 hashes to")

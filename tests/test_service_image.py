@@ -260,3 +260,32 @@ def test_the_virtual_environment_in_the_image_stays_under_400_mb(working_contain
                  "'setuptools', 'faker', 'polyfactory', 'rich') if u.find_spec(m)])")
     assert int(used.split()[0]) <= VENV_LIMIT_MB, used
     assert listed.strip() == "[]", listed
+
+
+@needs_buildah
+@pytest.mark.slow
+@pytest.mark.timeout(1200)
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl renders the manifests")
+def test_the_database_commands_of_the_manifests_run_in_the_image(working_container, postgres):
+    # Exactly what the init container `migrate` and CronJob `gitops-ml-prune` run (read from the
+    # rendered manifests), in the image, against a URL written as providers and CloudNativePG
+    # write it (postgresql://, no driver named).
+    from contracts.prediction_log import migrate
+    from pipelines.checks import manifests
+
+    def command(folder: str, kind: str, name: str) -> list[str]:
+        obj = next(o for o in manifests.load(ROOT / folder) if o["kind"] == kind)
+        container = next(c for c in manifests.containers(obj) if c["name"] == name)
+        return [*container["command"], *container["args"]]
+
+    url = postgres.database()
+    env = ["--env", f"DATABASE_URL={url.replace('postgresql+psycopg://', 'postgresql://')}",
+           "--env", "HOME=/tmp"]
+    run = lambda cmd: buildah("run", "--isolation", "chroot", *env, working_container, "--", *cmd)
+    upgrade = run(command("environments/staging/churn", "Deployment", "migrate"))
+    assert "schema empty -> 0001" in upgrade
+    assert migrate.current(url) == migrate.head()
+    assert "schema 0001 -> 0001" in run(command("environments/staging/churn", "Deployment",
+                                                "migrate"))
+    pruned = run(command("environments/shared/staging/database", "CronJob", "prune"))
+    assert "deleted 0 expired predictions (0 labelled)" in pruned

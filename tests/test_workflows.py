@@ -80,6 +80,7 @@ def test_every_run_step_calls_make_mlops_or_dvc():
 def test_permissions_default_to_read_and_jobs_ask_only_for_what_they_write():
     writers = {("release", "image"): {"packages"},
                ("release", "promote-staging"): {"contents", "pull-requests"},
+               ("release", "image-staging"): {"contents", "pull-requests"},
                ("promote", "promote"): {"contents", "pull-requests"},
                ("rollback", "rollback"): {"contents", "pull-requests"},
                ("retrain", "retrain"): {"contents", "pull-requests"},
@@ -169,6 +170,15 @@ def test_release_registers_pushes_an_immutable_image_and_opens_the_staging_pull_
         "docker/build-push-action@"))
     assert build["with"]["tags"].endswith(":${{ github.sha }}")
     assert "latest" not in build["with"]["tags"]
+    # The digest the registry answered goes to staging by a pull request changing one file.
+    assert doc["jobs"]["image"]["outputs"]["digest"] == f"${{{{ steps.{build['id']}.outputs.digest }}}}"
+    rollout = doc["jobs"]["image-staging"]
+    assert rollout["needs"] == "image"
+    step = next(s for s in rollout["steps"] if s.get("run", "").startswith("mlops image"))
+    assert step["run"] == 'mlops image staging --name "$IMAGE" --digest "$DIGEST" ' \
+                          '--tag "$GITHUB_SHA" --push'
+    assert step["env"]["DIGEST"] == "${{ needs.image.outputs.digest }}"
+    assert build["with"]["tags"].startswith(step["env"]["IMAGE"] + ":")
     promote = doc["jobs"]["promote-staging"]
     assert promote["needs"] == "register"
     assert any(s.get("run", "").startswith("mlops promote churn") and "--to staging" in s["run"]

@@ -1,12 +1,31 @@
 """Applying the schema: `upgrade(url)` runs the Alembic migrations up to head; `status(url)`
-says whether a database is at head (what the service checks before logging to it)."""
+says whether a database is at head (what the service checks before logging to it).
+
+In a cluster every service pod runs `upgrade` before it starts (an init container), so several
+may run it at once: on PostgreSQL they take turns on an advisory lock, and all but the first find
+the schema at head and do nothing."""
 from __future__ import annotations
 
 from pathlib import Path
 
-from sqlalchemy import create_engine
+from sqlalchemy import create_engine, text
 
 MIGRATIONS = Path(__file__).with_name("migrations")
+# pg_advisory_lock key of the prediction log's migrations (any constant the database's other
+# users do not take; this one spells "gitopsml" in ASCII).
+MIGRATION_LOCK = 0x6769746F70736D6C
+# What providers hand out (postgres://, postgresql://) names no driver, and SQLAlchemy's default
+# (psycopg2) is not installed: the URL is read as psycopg 3's.
+_BARE_POSTGRES = ("postgres://", "postgresql://")
+
+
+def sqlalchemy_url(url: str) -> str:
+    """`url` with the driver this project installs: postgres:// and postgresql:// become
+    postgresql+psycopg://; anything else is returned as it is."""
+    for prefix in _BARE_POSTGRES:
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    return url
 
 
 def _config(url: str):
@@ -14,7 +33,7 @@ def _config(url: str):
 
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
-    cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    cfg.set_main_option("sqlalchemy.url", sqlalchemy_url(url).replace("%", "%%"))
     return cfg
 
 
@@ -36,7 +55,7 @@ def current(url: str) -> str | None:
     path = _sqlite_file(url)
     if path is not None and not path.exists():
         return None  # asking must not create the file
-    engine = create_engine(url)
+    engine = create_engine(sqlalchemy_url(url))
     try:
         with engine.connect() as connection:
             return MigrationContext.configure(connection).get_current_revision()
@@ -50,6 +69,21 @@ def upgrade(url: str) -> tuple[str | None, str]:
 
     if (path := _sqlite_file(url)) is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
-    before = current(url)
-    command.upgrade(_config(url), "head")
+    if not sqlalchemy_url(url).startswith("postgresql"):
+        before = current(url)
+        command.upgrade(_config(url), "head")
+        return before, head()
+    engine = create_engine(sqlalchemy_url(url))
+    try:
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as lock:
+            # Held on a connection of its own for the whole migration (a session lock, outside
+            # any transaction: released by the unlock below, or by the server if this dies).
+            lock.execute(text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATION_LOCK})
+            try:
+                before = current(url)
+                command.upgrade(_config(url), "head")
+            finally:
+                lock.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK})
+    finally:
+        engine.dispose()
     return before, head()

@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import and_, case, create_engine, delete, event, func, insert, select
 from sqlalchemy.engine import Engine
 
+from contracts.prediction_log.migrate import sqlalchemy_url
 from contracts.prediction_log.schema import feedback, predictions
 
 SQLITE_BUSY_MS = 30_000
@@ -18,6 +19,7 @@ SQLITE_BUSY_MS = 30_000
 def engine_for(url: str) -> Engine:
     """An engine for `url`: SQLite in WAL mode (readers never block the writer) with foreign
     keys on; PostgreSQL with connections checked before use (a restarted server is survived)."""
+    url = sqlalchemy_url(url)  # postgres:// as providers write it
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_MS / 1000,
                                                   "check_same_thread": False})

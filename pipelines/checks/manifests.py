@@ -1,10 +1,11 @@
 """Render every environment with Kustomize and check it the way the cluster and Argo CD will.
 
 `python -m pipelines.checks.manifests` (also run by CI) renders each model overlay
-(`environments/<env>/<model>/`) with `kubectl kustomize`, validates the output with
-`kubernetes-validate --strict`, checks that no two models of an environment render an object of
-the same kind and name, and checks the Argo CD objects in `environments/argocd/` against the
-Argo CD CRD schema (pipelines/checks/crds.py).
+(`environments/<env>/<model>/`) and each environment's database upkeep
+(`environments/shared/<env>/database/`) with `kubectl kustomize`, validates the output with
+`kubernetes-validate --strict`, checks that every container runs an image by digest and that no
+two of them render an object of the same kind and name, and checks the Argo CD objects in
+`environments/argocd/` against the Argo CD CRD schema (pipelines/checks/crds.py).
 
 `python -m pipelines.checks.manifests --crds PATH...` instead checks the Argo Rollouts, Argo Workflows
 and Prometheus Operator objects of each PATH (a Kustomize folder, rendered, or a YAML file)
@@ -13,6 +14,7 @@ against their CRD schemas; core kinds there are left to the check above.
 from __future__ import annotations
 
 import argparse
+import re
 import shutil
 import subprocess
 import sys
@@ -27,6 +29,8 @@ from pipelines.gitops import pins
 
 ROOT = Path(__file__).resolve().parents[2]
 KUBERNETES_VERSION = "1.32.0"
+# name[:tag]@sha256:<64 hex>: what a tag points at can change, a digest cannot.
+BY_DIGEST = re.compile(r"[^@\s]+@sha256:[0-9a-f]{64}")
 
 
 def overlays(repo: Path = ROOT) -> list[Path]:
@@ -36,6 +40,34 @@ def overlays(repo: Path = ROOT) -> list[Path]:
     return [root / env / model for env in pins.environments(repo)
             for model in pins.models(repo, env)
             if (root / env / model / "kustomization.yaml").is_file()]
+
+
+def upkeep(repo: Path = ROOT) -> list[Path]:
+    """Every environment's database upkeep: environments/shared/<env>/database/; CommandError
+    naming an environment without one (its prediction log would never be pruned)."""
+    root = Path(repo) / pins.ROOT / pins.SHARED
+    missing = [env for env in pins.environments(repo)
+               if not (root / env / "database" / "kustomization.yaml").is_file()]
+    if missing:
+        raise CommandError(f"no database upkeep for {', '.join(missing)}: each environment "
+                           f"needs {pins.ROOT}/{pins.SHARED}/<env>/database/kustomization.yaml")
+    return [root / env / "database" for env in pins.environments(repo)]
+
+
+def containers(obj: dict) -> list[dict]:
+    """The containers and init containers of a workload (Deployment, Rollout, CronJob, ...)."""
+    spec = obj.get("spec") or {}
+    if obj.get("kind") == "CronJob":
+        spec = (spec.get("jobTemplate") or {}).get("spec") or {}
+    pod = (spec.get("template") or {}).get("spec") or {}
+    return list(pod.get("initContainers") or []) + list(pod.get("containers") or [])
+
+
+def images_not_by_digest(objects: list[dict]) -> list[str]:
+    """`Kind/name container: image` for each container whose image is not pinned by digest."""
+    return [f"{o['kind']}/{o['metadata']['name']} {c['name']}: {c.get('image')}"
+            for o in objects for c in containers(o)
+            if not BY_DIGEST.fullmatch(str(c.get("image", "")))]
 
 
 def render(path: Path) -> str:
@@ -111,12 +143,17 @@ def check_all(repo: Path = ROOT) -> list[str]:
     """Render and validate every overlay and the Argo CD objects; return a report line each."""
     lines = []
     rendered = {}
-    for overlay in overlays(repo):
-        label = overlay.relative_to(Path(repo)).as_posix()
-        text = render(overlay)
+    for folder in overlays(repo) + upkeep(repo):
+        label = folder.relative_to(Path(repo)).as_posix()
+        text = render(folder)
         validate_kubernetes(text, label=label)
         rendered[label] = documents(text)
-        lines.append(f"ok  {label}: renders and passes kubernetes-validate")
+        tagged = images_not_by_digest(rendered[label])
+        if tagged:
+            raise CommandError(f"{label} runs images by tag, not by digest (set them in "
+                               f"environments/shared/<env>/image with `mlops image`):\n"
+                               + "\n".join(tagged))
+        lines.append(f"ok  {label}: renders, passes kubernetes-validate, images by digest")
     shared = shared_names(rendered)
     if shared:
         raise CommandError("models must not share objects, but these are rendered by more than "

@@ -1,12 +1,45 @@
-"""The evidence a reviewer reads in a promotion or rollback pull request (GitHub Markdown)."""
+"""The evidence a reviewer reads in a promotion or rollback pull request (GitHub Markdown).
+
+Text that people, alerts or the registry supply (a rollback's reason, names, gate notes) reaches
+the Markdown only through `code()` or `plain()`: it shows as typed and can add no heading, link,
+image, HTML, @mention or issue-closing reference, nor leave its line or table cell.
+"""
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 from contracts.pin import Pin
 from pipelines.gitops import pins
 from pipelines.metric_names import KEY_METRICS
+
+# Line breaks and other control characters (C0, C1, Unicode line separators) end a Markdown
+# line or hide text; they become spaces.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+# What Markdown cannot read as anything but text (inside words, `_` does not emphasise).
+_PLAIN = re.compile(r"[A-Za-z0-9 _.,:;()/%=+-]*")
+TEXT_LIMIT = 500
+
+
+def code(value: object, *, cell: bool = False, limit: int = TEXT_LIMIT) -> str:
+    """`value` as one inline code span: Markdown, HTML, mentions and references inside it are
+    shown literally. One line, at most `limit` characters; `cell`: also safe in a table cell."""
+    text = " ".join(_CONTROL.sub(" ", str(value)).split())
+    if len(text) > limit:
+        text = text[:limit - 1] + "…"
+    if cell:
+        text = text.replace("|", "\\|")  # GFM splits cells before it reads code spans
+    fence = "`" * (max((len(run) for run in re.findall("`+", text)), default=0) + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""  # CommonMark strips one
+    return f"{fence}{pad}{text}{pad}{fence}" if text else "–"
+
+
+def plain(value: object, *, cell: bool = False) -> str:
+    """`value` as it is when it is plain words and numbers, otherwise as `code(value)`."""
+    text = str(value)
+    return text if _PLAIN.fullmatch(text) and len(text) <= TEXT_LIMIT else code(text, cell=cell)
+
 
 # Interval bounds are logged beside each metric as `<metric>_ci_low` / `<metric>_ci_high`.
 _BOUNDS = ("_ci_low", "_ci_high")
@@ -52,7 +85,8 @@ def metrics_table(challenger: dict[str, Any], champion: dict[str, Any] | None,
         delta = "–"
         if champion and name in champion and name in challenger:
             delta = f"{float(challenger[name]) - float(champion[name]):+.4f}"
-        lines.append(f"| {name} | {_cell(challenger, name)} | {_cell(champion, name)} | {delta} |")
+        lines.append(f"| {plain(name, cell=True)} | {_cell(challenger, name)} | "
+                     f"{_cell(champion, name)} | {delta} |")
     return "\n".join(lines)
 
 
@@ -63,9 +97,10 @@ def gate_table(gate: dict[str, Any] | None) -> str:
     fmt = lambda v: "–" if v is None else f"{float(v):.4f}"
     lines = ["| rule | value | threshold | verdict |", "|---|---|---|---|"]
     for rule in gate["rules"]:
-        note = f" ({rule['note']})" if rule.get("note") else ""
-        lines.append(f"| {rule.get('rule', '?')} | {fmt(rule.get('value'))} | "
-                     f"{fmt(rule.get('threshold'))} | {rule.get('verdict', '?')}{note} |")
+        note = f" ({plain(rule['note'], cell=True)})" if rule.get("note") else ""
+        lines.append(f"| {plain(rule.get('rule', '?'), cell=True)} | {fmt(rule.get('value'))} | "
+                     f"{fmt(rule.get('threshold'))} | {plain(rule.get('verdict', '?'), cell=True)}"
+                     f"{note} |")
     lines.append(f"\nOverall: **{'passed' if gate.get('passed') else 'FAILED'}**")
     return "\n".join(lines)
 
@@ -120,7 +155,7 @@ def promotion_body(*, new: Pin, current: Pin, challenger_metrics: dict[str, Any]
 def rollback_body(*, env: str, model: str, reverted: str, current: Pin, restored: Pin,
                   commit: str, reason: str | None = None) -> str:
     """The pull-request body of a rollback: what goes away, what comes back, how to redo."""
-    why = f"**Reason:** {reason}\n\n" if reason else ""
+    why = f"**Reason:** {code(reason)}\n\n" if reason else ""
     return (
         f"## Roll back `{model}` in **{env}**\n\n{why}"
         f"This pull request is `git revert {reverted}`: it changes only "
@@ -130,4 +165,21 @@ def rollback_body(*, env: str, model: str, reverted: str, current: Pin, restored
         f"{metrics_table(restored.metrics, current.metrics, 'restored', 'rolled back')}\n\n"
         f"### Lineage of the restored model\n\n{lineage_list(restored)}\n\n"
         f"### Undoing the rollback\n\n```\ngit revert {commit}\n```\n"
+    )
+
+
+def image_body(*, env: str, path: str, image: str, previous: str, source: str,
+               commit: str) -> str:
+    """The pull-request body of a service image rollout (`image`: name[:tag]@digest): what
+    changes, the same edit by hand, how to undo it."""
+    return (
+        f"## Roll out the service image to **{plain(env)}**\n\n"
+        f"This pull request changes one file, `{path}`: every workload in {plain(env)} (each "
+        f"model's service and the database upkeep) runs\n\n```\n{image}\n```\n\ninstead of"
+        f"\n\n```\n{previous}\n```\n\nKubernetes pulls it by digest; the tag only says which "
+        f"commit built it. Merging it is the deployment: Argo CD syncs every model of the "
+        f"environment (by canary where the environment delivers by canary).\n\n"
+        f"The same change by hand, in `{path.rsplit('/', 1)[0]}/`:\n\n"
+        f"```\nkustomize edit set image {source}={image}\n```\n\n"
+        f"### Rolling back\n\n```\ngit revert {commit}\n```\n"
     )

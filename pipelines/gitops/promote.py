@@ -5,8 +5,10 @@ A promotion is one commit that changes only that model's pin,
 by default on a new branch `promote/<env>/<model>-v<version>` (`--here`: on the current
 branch). `--push` pushes it, and with GITHUB_TOKEN and GITHUB_REPOSITORY set the pushed branch
 becomes a pull request whose body is the evidence. Before writing anything it checks the
-version exists, its gate passed, its artifact still hashes to the registered digest, and (for
-production) that staging has pinned that exact digest of that model before.
+version exists, its artifact still hashes to the registered digest, the gate.json inside that
+verified artifact says it passed (the registry's `gate` tag alone never suffices: anyone with
+MLflow write access can set it), and (for production) that staging has pinned that exact digest
+of that model before.
 """
 from __future__ import annotations
 
@@ -111,6 +113,29 @@ def _verified_bundle(info, work: Path) -> tuple[dict | None, dict | None]:
     return _json("gate.json"), _json("metrics.json")
 
 
+def require_passed_gate(gate: dict | None, model: str, version: int) -> None:
+    """Refuse unless the verified bundle's own gate.json says this model passed every rule."""
+    where = f"{model} v{version}"
+    if gate is None:
+        raise CommandError(
+            f"failed gate: the artifact of {where} holds no gate.json, so nothing in it shows "
+            f"that it passed its gates (the registry's gate tag does not count); register it "
+            f"again from `dvc repro`")
+    named = gate.get("model")
+    if named is not None and named != model:
+        raise CommandError(f"failed gate: the gate.json in the artifact of {where} judged "
+                           f"model {named!r}, not {model!r}")
+    rules = gate.get("rules") or []
+    broken = [str(r.get("rule", "?")) for r in rules
+              if not isinstance(r, dict) or r.get("passed") is not True]
+    if gate.get("passed") is not True or broken:
+        detail = f" (failed: {', '.join(broken)})" if broken else ""
+        raise CommandError(
+            f"failed gate: the gate.json in the artifact of {where} says it did not pass its "
+            f"gates{detail}, whatever the registry's gate tag says; only gated versions can be "
+            f"promoted")
+
+
 def _champion_metrics(repo: Path, current: Pin) -> dict[str, Any] | None:
     if current.is_empty:
         return None
@@ -146,6 +171,7 @@ def promote(repo: Path, model: str, version: int, env: str, *, here: bool = Fals
         info = _version(store, model, version)
         held = reading.result() if reading else []
     if info.gate != "passed":
+        # A quick refusal before any download; a "passed" tag proves nothing (see below).
         raise CommandError(
             f"failed gate: {model} v{version} did not pass its gates (gate tag "
             f"{info.gate or 'missing'!r}); only gated versions can be promoted")
@@ -165,6 +191,7 @@ def promote(repo: Path, model: str, version: int, env: str, *, here: bool = Fals
                 f"`mlops promote {model} {version} --to {before}` and merge it first")
     with tempfile.TemporaryDirectory(prefix="mlops-promote-") as tmp:
         gate, _ = _verified_bundle(info, Path(tmp))
+    require_passed_gate(gate, model, version)
 
     new = Pin(
         environment=env,
