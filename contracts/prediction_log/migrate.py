@@ -3,7 +3,11 @@ says whether a database is at head (what the service checks before logging to it
 
 In a cluster every service pod runs `upgrade` before it starts (an init container), so several
 may run it at once: on PostgreSQL they take turns on an advisory lock, and all but the first find
-the schema at head and do nothing."""
+the schema at head and do nothing.
+
+Migrations only ever add (tables, nullable columns, indexes), so an older image keeps working on
+a newer schema: rolling the service image back after a migration is safe, and `upgrade` from
+that older image finds a revision it does not know and leaves the schema alone."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -44,6 +48,29 @@ def head() -> str:
     return ScriptDirectory.from_config(_config("sqlite://")).get_current_head()
 
 
+def known(revision: str) -> bool:
+    """Whether this code's migrations hold `revision`."""
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(_config("sqlite://")).get_revision(revision) is not None \
+        if revision else True
+
+
+def _upgrade(url: str) -> str | None:
+    """Upgrade to head unless a newer code already migrated further; return the revision before."""
+    from alembic import command
+    from alembic.util.exc import CommandError
+
+    before = current(url)
+    try:
+        newer = before is not None and not known(before)
+    except CommandError:
+        newer = True
+    if not newer:
+        command.upgrade(_config(url), "head")
+    return before
+
+
 def _sqlite_file(url: str) -> Path | None:
     return Path(url.removeprefix("sqlite:///")) if url.startswith("sqlite:///") else None
 
@@ -65,14 +92,11 @@ def current(url: str) -> str | None:
 
 def upgrade(url: str) -> tuple[str | None, str]:
     """Bring the database at `url` to head; return (revision before, revision after)."""
-    from alembic import command
-
     if (path := _sqlite_file(url)) is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
     if not sqlalchemy_url(url).startswith("postgresql"):
-        before = current(url)
-        command.upgrade(_config(url), "head")
-        return before, head()
+        before = _upgrade(url)
+        return before, current(url) or head()
     engine = create_engine(sqlalchemy_url(url))
     try:
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as lock:
@@ -80,10 +104,9 @@ def upgrade(url: str) -> tuple[str | None, str]:
             # any transaction: released by the unlock below, or by the server if this dies).
             lock.execute(text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATION_LOCK})
             try:
-                before = current(url)
-                command.upgrade(_config(url), "head")
+                before = _upgrade(url)
             finally:
                 lock.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK})
     finally:
         engine.dispose()
-    return before, head()
+    return before, current(url) or head()
