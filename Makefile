@@ -84,8 +84,8 @@ monitoring-check: system-deps  ## promtool check + unit tests of the alert rules
 	promtool check rules environments/monitoring/gitops-ml.rules.yml
 	cd environments/monitoring/tests && promtool test rules gitops-ml.rules.test.yml
 
-dockerfile-lint: dev  ## hadolint on the service image
-	$(VENV)/bin/hadolint service/Dockerfile
+dockerfile-lint: dev  ## hadolint on the service and pipeline images
+	$(VENV)/bin/hadolint service/Dockerfile pipelines/Dockerfile
 
 repro-changed: data  ## dvc repro gate@<name> for each model in MODELS (default: touched against $(BASE))
 	$(if $(strip $(MODELS)),dvc repro $(addprefix gate@,$(MODELS)),@echo "no declared model is touched against $(BASE)")
