@@ -23,6 +23,8 @@ COMMANDS: list[tuple[str, str, str]] = [
     ("rollback", "pipelines.gitops.rollback", "git revert the newest promotion of an environment"),
     ("status", "pipelines.gitops.status", "what each environment runs, with metrics and lineage"),
     ("history", "pipelines.gitops.history", "every promotion and rollback of an environment"),
+    ("strategy", "pipelines.release.strategy",
+     "how new versions reach an environment's users (rolling, canary, blue-green, shadow, ab)"),
     ("sync-aliases", "pipelines.registry.sync_aliases", "make registry aliases follow the pins in git"),
     ("serve", "pipelines.serve", "run the inference service on an environment's pin"),
     ("changed", "pipelines.changed", "the declared models a change touches against a base revision"),

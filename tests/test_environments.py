@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import fnmatch
+import re
 import shutil
 import subprocess
 import sys
@@ -255,9 +256,11 @@ def test_changing_the_pin_changes_the_configmap_name_the_deployment_mounts(tmp_p
 
 def _normalised(objects: list[dict], env: str) -> list[dict]:
     # Remove exactly what may differ between environments; the rest must be identical.
-    # Production may also deliver by canary (Argo Rollouts objects, the HPA scaling the Rollout).
+    # Each may deliver by its own strategy (production by canary: Argo Rollouts objects, the HPA
+    # scaling the Rollout, and the label saying so).
     text = (yaml.safe_dump_all(objects, sort_keys=True).replace(f"gitops-ml-{env}", "NS")
             .replace(f"gitops-ml/environment: {env}", "gitops-ml/environment: ENV"))
+    text = re.sub(r"gitops-ml/release-strategy: \S+", "gitops-ml/release-strategy: S", text)
     out = []
     for obj in yaml.safe_load_all(text):
         if obj["kind"] == "ConfigMap" and "-model-pin-" in obj["metadata"]["name"]:
@@ -418,9 +421,13 @@ def test_add_model_refuses_an_environment_without_its_shared_component(tmp_path)
 def test_manifests_command_checks_every_overlay_and_the_argocd_objects(capsys):
     assert manifests.main([]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out == ["ok  environments/staging/churn: renders and passes kubernetes-validate",
-                   "ok  environments/production/churn: renders and passes kubernetes-validate",
-                   "ok  environments/argocd: 4 objects match the Argo CD schema"]
+    assert out[:2] == ["ok  environments/staging/churn: renders and passes kubernetes-validate",
+                       "ok  environments/production/churn: renders and passes kubernetes-validate"]
+    # How each model is released, and every strategy rendered and validated in each environment.
+    assert "ok  production/churn: canary (environments/shared/production/release/" \
+           "kustomization.yaml)" in out
+    assert sum(line.startswith("ok  production by ") for line in out) == 5
+    assert out[-1] == "ok  environments/argocd: 4 objects match the Argo CD schema"
 
 
 def test_crd_schema_checker_installs_once_from_its_lock_file_even_when_raced(tmp_path):
