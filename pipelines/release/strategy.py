@@ -340,7 +340,8 @@ def change(repo: Path, env: str, model: str | None, strategy: str | None, *,
         body = (f"## {subject}\n\nThis pull request changes one file, `{result.path}`: new "
                 f"versions of {who} will reach users by **{after}** instead of {before}. "
                 "The manifests check renders and validates the result. The pods keep serving "
-                f"the version they serve; the next promotion is delivered the new way.\n\nUndo: `git revert {sha}`.\n")
+                "the version they serve; the next promotion is delivered the new way.\n\n"
+                f"Undo: `git revert {sha}`.\n")
         result.pull_request = github.publish(repo, remote=remote, branch=result.branch,
                                              base=base, open_pr=open_pr and not here,
                                              title=subject, body=body)
