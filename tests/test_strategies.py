@@ -287,3 +287,21 @@ def test_a_model_running_an_ab_test_cannot_leave_strategy_ab(gitops_repo):
 def test_the_overlay_names_where_its_strategy_comes_from():
     text = yaml.safe_load(environments.overlay_text("production", MODEL, "shadow"))
     assert text["components"] == ["../../base/shadow", "../../shared/production"]
+
+
+def test_mlops_strategy_prints_each_environments_strategy_and_settings(capsys, gitops_repo):
+    from pipelines import cli
+
+    assert cli.main(["strategy", "production", "--repo", str(ROOT)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == ("production: strategy canary (environments/shared/production/release); "
+                      "continuous deployment off; A/B defaults 90/10, unit header X-Unit-Id")
+    assert out[1:] == [f"  {MODEL}: canary"]
+    assert cli.main(["strategy", "staging", "--model", MODEL, "--set", "ab", "--here",
+                     "--repo", str(gitops_repo.path)]) == 0
+    assert "strategy of churn in staging: rolling -> ab" in capsys.readouterr().out
+    assert cli.main(["strategy", "staging", "--repo", str(gitops_repo.path)]) == 0
+    assert f"  {MODEL}: ab (its own, environments/staging/{MODEL}/kustomization.yaml)" in \
+        capsys.readouterr().out
+    assert cli.main(["strategy", "staging", "--inherit", "--repo", str(gitops_repo.path)]) == 2
+    assert "--inherit needs --model" in capsys.readouterr().err
