@@ -131,14 +131,13 @@ class Unit(BaseModel):
         return self
 
 
-class ABTest(BaseModel):
-    """Two versions of one model, each answering its share of the units."""
+class Split(BaseModel):
+    """How an A/B test divides the units: each variant's share and where the unit is named."""
 
     model_config = ConfigDict(extra="forbid")
 
     split: dict[str, int]  # percent of the units per variant: {a: 90, b: 10}
     unit: Unit
-    b: Challenger
 
     @field_validator("split")
     @classmethod
@@ -150,6 +149,12 @@ class ABTest(BaseModel):
         if sum(v.values()) != 100:
             raise ValueError(f"the split must add up to 100 percent, got {v}")
         return {name: v[name] for name in VARIANTS}
+
+
+class ABTest(Split):
+    """Two versions of one model, each answering its share of the units."""
+
+    b: Challenger
 
 
 class Pin(BaseModel):

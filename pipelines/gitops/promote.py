@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from contracts.pin import ABTest, Challenger, Lineage, ModelRef, Pin, Promotion
+from contracts.pin import ABTest, Challenger, Lineage, ModelRef, Pin, Promotion, Split
 from pipelines.errors import CommandError
 from pipelines.gitops import evidence, github, history, pins
 from pipelines.gitops import git as gitops
@@ -127,9 +127,9 @@ def commit_message(new: Pin, current: Pin, kind: str = "replace",
     )
 
 
-def next_pin(current: Pin, how: str, single: Pin, ab: ABTest | None = None) -> tuple[Pin, str]:
+def next_pin(current: Pin, how: str, single: Pin, ab: Split | None = None) -> tuple[Pin, str]:
     """The pin a promotion writes under strategy `how`, and its kind: `single` (the version
-    pinned alone) as variant b of an A/B test against the version in service (`ab`, its split
+    pinned alone) as variant b of an A/B test against the version in service (`ab`: its split
     and unit; kind `ab`), as the shadow of the version in service (`shadow`), as the model once
     it ran in shadow (`from-shadow`), or replacing the model (`replace`, keeping a shadow: that
     is its own decision). With nothing in service there is nothing to test against: `replace`."""
@@ -139,8 +139,8 @@ def next_pin(current: Pin, how: str, single: Pin, ab: ABTest | None = None) -> t
         b = Challenger(model=single.model, lineage=single.lineage, metrics=single.metrics,
                        promoted=single.promoted)
         # The test starts from the version in service, as it is pinned; a shadow gives way.
-        return current.model_copy(update={"shadow": None, "ab": ab.model_copy(
-            update={"b": b})}), "ab"
+        test = ABTest(split=ab.split, unit=ab.unit, b=b)
+        return current.model_copy(update={"shadow": None, "ab": test}), "ab"
     if how == "shadow":
         if current.shadow is not None and current.shadow.sha256 == single.model.sha256:
             return single, "from-shadow"
@@ -185,7 +185,7 @@ def _champion_metrics(repo: Path, current: Pin) -> dict[str, Any] | None:
 
 
 def _ab_test(repo: Path, env: str, how: str, split: str | None, unit_header: str | None,
-             unit_field: str | None, model: str) -> ABTest | None:
+             unit_field: str | None, model: str) -> Split | None:
     """The split and unit of an A/B test started here: the command line's, else the
     environment's defaults; None (and a refusal if any was given) under another strategy."""
     given = split is not None or unit_header is not None or unit_field is not None
@@ -199,19 +199,10 @@ def _ab_test(repo: Path, env: str, how: str, split: str | None, unit_header: str
     unit = settings.abTest.unit
     if unit_header is not None or unit_field is not None:
         unit = {"header": unit_header, "field": unit_field}
-    try:
-        return ABTest.model_validate({"split": settings.split(split), "unit": unit,
-                                      "b": _PLACEHOLDER_B})
+    try:  # checked before anything is downloaded
+        return Split.model_validate({"split": settings.split(split), "unit": unit})
     except ValueError as exc:
         raise CommandError(f"not a valid A/B test: {exc}") from None
-
-
-# Replaced by the promoted version in next_pin; only here so the split and unit are validated
-# before anything is downloaded.
-_PLACEHOLDER_B = Challenger(
-    model=ModelRef(name="m", version=1, uri="models:/m/1", sha256="0" * 64),
-    lineage=Lineage(run_id="r", git_commit="c", data_hash="d"),
-    promoted=Promotion(by="x", at=datetime(2026, 1, 1, tzinfo=UTC)))
 
 
 def promote(repo: Path, model: str, version: int, env: str, *, here: bool = False,
@@ -296,7 +287,7 @@ def promote(repo: Path, model: str, version: int, env: str, *, here: bool = Fals
         new=new, current=current, challenger_metrics=info.metrics,
         champion_metrics=_champion_metrics(store, current), gate=gate, commit=sha,
         staged_in=staged_in, kind=kind, promoted=single,
-        delivery=delivery_note(env, model, choice, auto_merge))
+        delivery=delivery_note(choice, auto_merge))
     if push:
         result.auto_merge = auto_merge and open_pr and not here
         result.pull_request = github.publish(
@@ -316,7 +307,7 @@ DELIVERY = {
 }
 
 
-def delivery_note(env: str, model: str, choice: strategies.Choice, auto_merge: bool) -> str:
+def delivery_note(choice: strategies.Choice, auto_merge: bool) -> str:
     """A paragraph for the pull request: the strategy that delivers it, and who merges."""
     merge = ("Continuous deployment is on here: GitHub merges this pull request once its "
              "required checks pass." if auto_merge else "A person merges this pull request.")
