@@ -285,9 +285,11 @@ def test_changing_the_pin_changes_the_configmap_name_the_deployment_mounts(tmp_p
 
 def _normalised(objects: list[dict], env: str) -> list[dict]:
     # Remove exactly what may differ between environments; the rest must be identical.
-    # Production may also deliver by canary (Argo Rollouts objects, the HPA scaling the Rollout).
+    # Each may deliver by its own strategy (production by canary: Argo Rollouts objects, the HPA
+    # scaling the Rollout, and the label saying so).
     text = (yaml.safe_dump_all(objects, sort_keys=True).replace(f"gitops-ml-{env}", "NS")
             .replace(f"gitops-ml/environment: {env}", "gitops-ml/environment: ENV"))
+    text = re.sub(r"gitops-ml/release-strategy: \S+", "gitops-ml/release-strategy: S", text)
     out = []
     for obj in yaml.safe_load_all(text):
         if obj["kind"] == "ConfigMap" and "-model-pin-" in obj["metadata"]["name"]:
@@ -450,11 +452,15 @@ def test_manifests_command_checks_every_overlay_and_the_argocd_objects(capsys):
     assert manifests.main([]) == 0
     out = capsys.readouterr().out.splitlines()
     checked = "renders, passes kubernetes-validate, images by digest"
-    assert out == [f"ok  environments/staging/churn: {checked}",
-                   f"ok  environments/production/churn: {checked}",
-                   f"ok  environments/shared/staging/database: {checked}",
-                   f"ok  environments/shared/production/database: {checked}",
-                   "ok  environments/argocd: 5 objects match the Argo CD schema"]
+    assert out[:4] == [f"ok  environments/staging/churn: {checked}",
+                       f"ok  environments/production/churn: {checked}",
+                       f"ok  environments/shared/staging/database: {checked}",
+                       f"ok  environments/shared/production/database: {checked}"]
+    # How each model is released, and every strategy rendered and validated in each environment.
+    assert "ok  production/churn: canary (environments/shared/production/release/" \
+           "kustomization.yaml)" in out
+    assert sum(line.startswith("ok  production by ") for line in out) == 5
+    assert out[-1] == "ok  environments/argocd: 5 objects match the Argo CD schema"
 
 
 def test_crd_schema_checker_installs_once_from_its_lock_file_even_when_raced(tmp_path):

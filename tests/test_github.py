@@ -23,7 +23,11 @@ class StubGitHub:
     def __init__(self) -> None:
         self.requests: list[dict] = []
         self.status = 201
-        self.reply: dict = {"number": 7, "html_url": "https://github.example/acme/gitops-ml/pull/7"}
+        self.reply: dict = {"number": 7, "html_url": "https://github.example/acme/gitops-ml/pull/7",
+                            "node_id": "PR_kwDOAbc7"}
+        # GraphQL (auto-merge): always HTTP 200, errors in the body.
+        self.graphql_reply: dict = {"data": {"enablePullRequestAutoMerge": {"pullRequest": {
+            "autoMergeRequest": {"enabledAt": "2026-01-01T00:00:00Z"}}}}}
         stub = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -31,8 +35,9 @@ class StubGitHub:
                 raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 stub.requests.append({"method": "POST", "path": self.path,
                                       "headers": dict(self.headers), "json": json.loads(raw)})
-                body = json.dumps(stub.reply).encode()
-                self.send_response(stub.status)
+                graphql = self.path == "/graphql"
+                body = json.dumps(stub.graphql_reply if graphql else stub.reply).encode()
+                self.send_response(200 if graphql else stub.status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
@@ -54,6 +59,7 @@ def github(monkeypatch):
     monkeypatch.setenv("GITHUB_TOKEN", "t0ken")
     monkeypatch.setenv("GITHUB_REPOSITORY", "acme/gitops-ml")
     monkeypatch.setenv("GITHUB_API_URL", stub.url)
+    monkeypatch.delenv("GITHUB_GRAPHQL_URL", raising=False)
     yield stub
     stub.server.shutdown()
     stub.server.server_close()
@@ -101,7 +107,9 @@ def test_rollback_pull_request_names_the_reverted_promotion_and_how_to_undo(
 
     result = rollback(gitops_repo.path, "staging", push=True, reason="GitopsMlCanaryAborted")
 
-    [request] = github.requests
+    # Staging deploys continuously: the rollback bot's pull request merges itself too.
+    request, merge = github.requests
+    assert merge["path"] == "/graphql" and result.auto_merge
     sent = request["json"]
     assert sent["title"] == 'Revert "Promote churn v2 to staging"'
     assert sent["head"] == result.branch and sent["base"] == "main"
@@ -147,3 +155,54 @@ def test_a_malformed_repository_setting_is_refused(monkeypatch):
         GitHub.from_env()
     monkeypatch.delenv("GITHUB_TOKEN")
     assert GitHub.from_env() is None
+
+
+# --- continuous deployment ----------------------------------------------------------------------
+
+def test_continuous_deployment_has_github_merge_stagings_promotion_once_checks_pass(
+        gitops_repo, registry_env, github):
+    result = promote(gitops_repo.path, MODEL, 1, "staging", push=True)
+
+    opened, merge = github.requests
+    assert opened["path"] == "/repos/acme/gitops-ml/pulls"
+    assert merge["path"] == "/graphql"
+    assert merge["headers"]["Authorization"] == "Bearer t0ken"
+    assert "enablePullRequestAutoMerge" in merge["json"]["query"]
+    # A merge commit keeps the promotion commit (its trailers, the sha the body names).
+    assert merge["json"]["variables"] == {"id": "PR_kwDOAbc7", "method": "MERGE"}
+    assert result.auto_merge and "auto-merge on" in result.summary()
+    assert "Continuous deployment is on here" in opened["json"]["body"]
+    assert "**Delivery:** rolling" in opened["json"]["body"]
+
+
+def test_production_promotions_wait_for_a_person_by_default(gitops_repo, registry_env, github):
+    promote(gitops_repo.path, MODEL, 1, "staging", here=True)
+    result = promote(gitops_repo.path, MODEL, 1, "production", push=True)
+    [opened] = github.requests
+    assert not result.auto_merge
+    assert "A person merges this pull request." in opened["json"]["body"]
+    assert "**Delivery:** canary" in opened["json"]["body"]
+
+
+def test_auto_merge_on_a_branch_without_required_checks_is_refused_and_says_why(
+        gitops_repo, registry_env, github):
+    github.graphql_reply = {"data": {"enablePullRequestAutoMerge": None}, "errors": [
+        {"type": "UNPROCESSABLE", "message": "Pull request Pull request is in clean status"}]}
+    with pytest.raises(CommandError) as info:
+        promote(gitops_repo.path, MODEL, 1, "staging", push=True)
+    message = str(info.value)
+    assert message.startswith("continuous deployment: GitHub did not turn on auto-merge for "
+                              "https://github.example/acme/gitops-ml/pull/7, which now waits "
+                              "for a person")
+    assert "requires no status check" in message
+    # The pull request exists; only its merge waits.
+    assert [r["path"] for r in github.requests] == ["/repos/acme/gitops-ml/pulls", "/graphql"]
+
+
+def test_graphql_lives_beside_the_rest_api_on_github_enterprise(monkeypatch):
+    monkeypatch.delenv("GITHUB_GRAPHQL_URL", raising=False)
+    assert GitHub("t", "a/b").graphql_url == "https://api.github.com/graphql"
+    assert GitHub("t", "a/b", "https://ghe.example/api/v3").graphql_url == \
+        "https://ghe.example/api/graphql"
+    monkeypatch.setenv("GITHUB_GRAPHQL_URL", "https://x.example/graphql")
+    assert GitHub("t", "a/b").graphql_url == "https://x.example/graphql"

@@ -16,12 +16,16 @@ MONITORING = ROOT / "environments" / "monitoring"
 RULES = MONITORING / "gitops-ml.rules.yml"
 RULE_TESTS = MONITORING / "tests" / "gitops-ml.rules.test.yml"
 DASHBOARD = MONITORING / "dashboards" / "gitops-ml.json"
-ANALYSIS = ROOT / "environments" / "base" / "canary" / "analysis-template.yaml"
+ANALYSIS = [ROOT / "environments" / "base" / "canary" / "analysis-template.yaml",
+            ROOT / "environments" / "base" / "blue-green" / "analysis-templates.yaml"]
 # Exported by the Argo Rollouts controller, not by the service.
 NOT_FROM_SERVICE = {"rollout_info"}
-# Agreed with the service: live MAE of a regression model, and the pinned model's test metrics
-# (from its pin) by metric. Accepted here until the service exports them; drop this set then.
-AGREED_WITH_SERVICE = {"gitops_ml_feedback_mae", "gitops_ml_model_test_metric"}
+# Agreed with the service: live MAE of a regression model, the pinned model's test metrics (from
+# its pin) by metric, and an A/B test's split by variant (/work/plan/AB_SERVICE.md, with the
+# `variant` label on request, prediction and feedback series). Accepted here until the service
+# exports them; drop this set then.
+AGREED_WITH_SERVICE = {"gitops_ml_feedback_mae", "gitops_ml_model_test_metric",
+                       "gitops_ml_ab_split"}
 TOKEN = re.compile(r"[A-Za-z_:][A-Za-z0-9_:]*")
 
 pytestmark = pytest.mark.skipif(shutil.which("promtool") is None,
@@ -50,8 +54,9 @@ def exprs_of_dashboard() -> list[str]:
 
 
 def exprs_of_analysis() -> list[str]:
-    doc = yaml.safe_load(ANALYSIS.read_text())
-    return [m["provider"]["prometheus"]["query"] for m in doc["spec"]["metrics"]]
+    docs = [d for path in ANALYSIS for d in yaml.safe_load_all(path.read_text())]
+    return [m["provider"]["prometheus"]["query"] for d in docs for m in d["spec"]["metrics"]
+            if "prometheus" in m["provider"]]
 
 
 def metric_names(expr: str) -> set[str]:
@@ -231,3 +236,34 @@ def test_every_dashboard_query_is_valid_promql(tmp_path):
     broken.write_text(yaml.safe_dump({"groups": [{"name": "b", "rules": [
         {"record": "dashboard:broken", "expr": exprs[0].replace(")", "", 1)}]}]}))
     assert promtool("check", "rules", str(broken)).returncode != 0
+
+
+def test_dashboard_shows_the_variants_of_an_ab_test_side_by_side():
+    dash = json.loads(DASHBOARD.read_text())
+    by_variant = [e for p in dash["panels"] for t in p.get("targets", [])
+                  for e in [t["expr"]] if re.search(r"by \([^)]*\bvariant\b", e)
+                  or 'variant!=""' in e]
+    read = set().union(*(metric_names(e) for e in by_variant))
+    for family in ("gitops_ml_requests_total", "gitops_ml_request_duration_seconds_bucket",
+                   "gitops_ml_predictions_total", "gitops_ml_feedback_accuracy",
+                   "gitops_ml_feedback_mae", "gitops_ml_ab_split", "gitops_ml_model_info",
+                   "model:gitops_ml_request_error_ratio:rate5m",
+                   "model:gitops_ml_model_test_metric:max"):
+        assert family in read, f"no panel shows {family} per variant"
+    legends = [t["legendFormat"] for p in dash["panels"] for t in p.get("targets", [])
+               if t["expr"] in by_variant and t.get("format") != "table"]
+    assert legends and all("{{variant}}" in legend for legend in legends)
+
+
+def test_rules_judge_each_variant_of_an_ab_test_on_its_own():
+    # A variant b failing 30% of its 10% share is 3% of the model: only per-variant rules see it
+    # (the promtool unit test "An A/B test in production" fires on exactly that).
+    recorded = {r["record"]: r["expr"] for g in rule_groups() for r in g["rules"] if "record" in r}
+    for name in ("model:gitops_ml_requests:rate5m", "model:gitops_ml_request_errors:rate5m",
+                 "model:gitops_ml_predict_latency_seconds:p99_5m",
+                 "model:gitops_ml_feedback:increase1h", "model:gitops_ml_model_test_metric:max"):
+        assert re.search(r"by \(environment, model, variant\b", recorded[name]), name
+    tested = yaml.safe_load(RULE_TESTS.read_text())["tests"]
+    fired = {c["alertname"] for t in tested for c in t.get("alert_rule_test", [])
+             for a in c["exp_alerts"] if a["exp_labels"].get("variant") == "b"}
+    assert fired == {"GitopsMlHighErrorRate", "GitopsMlFeedbackAccuracyLow"}

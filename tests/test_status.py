@@ -25,14 +25,15 @@ def test_status_shows_each_environment_with_its_pin_and_registry_agreement(gitop
 
     table = status_table(gitops_repo.path)
     header, staging, production = table.splitlines()
-    assert header.split() == ["ENVIRONMENT", "MODEL", "VERSION", "DIGEST", "PROMOTED", "BY",
-                              "METRICS", "REGISTRY"]
+    assert header.split() == ["ENVIRONMENT", "MODEL", "VERSION", "DIGEST", "STRATEGY",
+                              "PROMOTED", "BY", "METRICS", "REGISTRY"]
     assert staging.startswith("staging") and production.startswith("production")
     row = _row(gitops_repo.path, "staging")
     assert (row["model"], row["version"], row["digest"]) == (
         "churn", "v2", registry_env.digests[2][:12])
     assert row["metrics"] == "roc_auc=0.830 f1=0.630"
     assert row["registry"] == "ok"
+    assert row["strategy"] == "rolling" and "canary" in production
     assert "(nothing promoted)" in production
 
 

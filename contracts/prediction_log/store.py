@@ -159,6 +159,20 @@ class PredictionLog:
         with self.engine.connect() as connection:
             return [dict(r._mapping) for r in connection.execute(query)]
 
+    def variant_counts(self, model: str, environment: str,
+                       since: datetime | None = None) -> dict[tuple[str | None, int], int]:
+        """Predictions of `model` in `environment` (made at or after `since`) per (variant,
+        version), labelled or not: what an A/B test's traffic split really was."""
+        query = (select(predictions.c.variant, predictions.c.version, func.count())
+                 .where(and_(predictions.c.model == model,
+                             predictions.c.environment == environment))
+                 .group_by(predictions.c.variant, predictions.c.version))
+        if since is not None:
+            query = query.where(predictions.c.created_at >= since)
+        with self.engine.connect() as connection:
+            return {(variant, int(version)): int(n)
+                    for variant, version, n in connection.execute(query)}
+
     def count(self, model: str | None = None) -> dict[str, int]:
         """How many predictions and labels the log holds (for `model`, or all)."""
         p = select(func.count()).select_from(predictions)

@@ -4,8 +4,11 @@
 (`environments/<env>/<model>/`) and each environment's database upkeep
 (`environments/shared/<env>/database/`) with `kubectl kustomize`, validates the output with
 `kubernetes-validate --strict`, checks that every container runs an image by digest and that no
-two of them render an object of the same kind and name, and checks the Argo CD objects in
-`environments/argocd/` against the Argo CD CRD schema (pipelines/checks/crds.py).
+two models of an environment render an object of the same kind and name, renders a model of
+every environment under every release strategy (pipelines/release/strategy.py) and validates
+that too, Argo Rollouts objects against their CRD schema, checks that the strategies agree with
+the pins and the release settings, and checks the Argo CD objects in `environments/argocd/`
+against the Argo CD CRD schema (pipelines/checks/crds.py).
 
 `python -m pipelines.checks.manifests --crds PATH...` instead checks the Argo Rollouts, Argo Workflows
 and Prometheus Operator objects of each PATH (a Kustomize folder, rendered, or a YAML file)
@@ -14,6 +17,7 @@ against their CRD schemas; core kinds there are left to the check above.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import re
 import shutil
 import subprocess
@@ -139,6 +143,39 @@ def shared_names(rendered: dict[str, list[dict]]) -> list[str]:
             for (kind, namespace, name), labels in sorted(owners.items()) if len(labels) > 1]
 
 
+def check_strategies(repo: Path = ROOT) -> list[str]:
+    """Render one model of every environment under every release strategy (in a copy of
+    `environments/`), validate each with kubernetes-validate and its Argo objects against their
+    CRD schemas; a report line each. A strategy no model uses yet is checked all the same."""
+    from pipelines.gitops import environments
+    from pipelines.release import strategy
+
+    lines, custom = [], []
+    with tempfile.TemporaryDirectory(prefix="strategies-") as tmp:
+        copy = Path(tmp)
+        shutil.copytree(Path(repo) / pins.ROOT, copy / pins.ROOT)
+        for env in pins.environments(copy):
+            models = pins.models(copy, env)
+            if not models:
+                with contextlib.suppress(CommandError):  # already there from another env
+                    environments.add_model(copy, "strategy-check")
+                models = pins.models(copy, env)
+            model = models[0]
+            for name in strategy.STRATEGIES:
+                strategy.write(copy, env, model, name)
+                text = render(copy / pins.ROOT / env / model)
+                validate_kubernetes(text, label=f"{env}-{model}-{name}")
+                objects = documents(text)
+                custom += crds.custom_resources(objects)
+                lines.append(f"ok  {env} by {name}: {len(objects)} objects render and pass "
+                             f"kubernetes-validate")
+    if custom:
+        crds.validate(custom)
+        lines.append(f"ok  {len(custom)} Argo Rollouts objects of the strategies match their "
+                     "CRD schema")
+    return lines
+
+
 def check_all(repo: Path = ROOT) -> list[str]:
     """Render and validate every overlay and the Argo CD objects; return a report line each."""
     lines = []
@@ -158,6 +195,10 @@ def check_all(repo: Path = ROOT) -> list[str]:
     if shared:
         raise CommandError("models must not share objects, but these are rendered by more than "
                            "one overlay:\n" + "\n".join(shared))
+    from pipelines.release import strategy
+
+    lines += strategy.check(Path(repo))
+    lines += check_strategies(repo)
     argocd = Path(repo) / "environments" / "argocd"
     objects = documents(render(argocd))
     crds.validate(objects)  # all of them: a kind without a CRD schema here fails

@@ -1,9 +1,11 @@
 """The environments' layout on disk, and adding a newly declared model to every environment.
 
 Each environment is a folder of model overlays, `environments/<env>/<model>/`, holding a small
-kustomization.yaml (the text below, the same for every model but for the names) and the pin
-model.yaml. What the environment's models share comes from `environments/shared/<env>/`; the
-workload itself from `environments/base/`. Argo CD's ApplicationSet makes one Application per
+kustomization.yaml (the text below, the same for every model but for the names and, when the
+model has its own, its release strategy) and the pin model.yaml. What the environment's models
+share comes from `environments/shared/<env>/`, how their new versions reach users from
+`environments/shared/<env>/release/` (pipelines/release/strategy.py); the workload itself from
+`environments/base/`. Argo CD's ApplicationSet makes one Application per
 such folder, so adding a model is adding these two files: no Argo CD object changes.
 """
 from __future__ import annotations
@@ -34,6 +36,10 @@ resources:
   - ../../base
 
 components:
+  # How new versions reach users: {how}
+  # (`mlops strategy {env} --model {model} --set STRATEGY | --inherit` changes this line).
+  # First, so that what {env} shares (namespace, labels) reaches its objects too.
+  - {release}
   - ../../shared/{env}
 
 labels:
@@ -48,9 +54,14 @@ configMapGenerator:
 """
 
 
-def overlay_text(env: str, model: str) -> str:
-    """The kustomization.yaml of `model`'s overlay in `env`."""
-    return OVERLAY.format(env=env, model=model)
+def overlay_text(env: str, model: str, strategy: str | None = None) -> str:
+    """The kustomization.yaml of `model`'s overlay in `env`: applying `env`'s release strategy,
+    or, when `strategy` is given, its own (one of pipelines.release.strategy.STRATEGIES)."""
+    if strategy is None:
+        how, release = f"{env}'s strategy", f"../../shared/{env}/release"
+    else:
+        how, release = f"its own, {strategy} (not {env}'s)", f"../../base/{strategy}"
+    return OVERLAY.format(env=env, model=model, how=how, release=release)
 
 
 def overlay_dir(repo: Path, env: str, model: str) -> Path:
@@ -83,6 +94,10 @@ def overlay_files(repo: Path, name: str) -> dict[Path, str]:
         if not shared.is_file():
             raise CommandError(f"environment {env} has no {shared.relative_to(repo)}: its "
                                f"models would share no namespace, image or replica range")
+        release = shared.parent / "release" / KUSTOMIZATION
+        if not release.is_file():
+            raise CommandError(f"environment {env} has no {release.relative_to(repo)}: its "
+                               f"models would have no release strategy")
         folder = overlay_dir(repo, env, name)
         if folder.exists():
             raise CommandError(f"{env} already has model {name!r} "

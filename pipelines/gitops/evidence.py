@@ -108,7 +108,49 @@ def gate_table(gate: dict[str, Any] | None) -> str:
 def _describe(pin: Pin) -> str:
     if pin.is_empty:
         return "nothing (no model promoted yet)"
-    return f"`{pin.model.name}` v{pin.model.version} (sha256 `{pin.model.sha256[:12]}`)"
+    m = pin.model
+    if pin.is_ab:
+        b, split = pin.ab.b.model, pin.ab.split
+        return (f"an A/B test of `{m.name}`: v{m.version} (a, {split['a']}%, sha256 "
+                f"`{m.sha256[:12]}`) against v{b.version} (b, {split['b']}%, sha256 "
+                f"`{b.sha256[:12]}`)")
+    shadow = f" with v{pin.shadow.version} in shadow" if pin.shadow is not None else ""
+    return f"`{m.name}` v{m.version} (sha256 `{m.sha256[:12]}`){shadow}"
+
+
+def unit_text(pin: Pin) -> str:
+    """Where an A/B pin's unit id is read, in words: `header X-Customer-Id or field customerID`."""
+    unit = pin.ab.unit
+    return " or ".join(filter(None, [unit.header and f"header `{unit.header}`",
+                                     unit.field and f"field `{unit.field}` of each record"]))
+
+
+def _what_it_does(new: Pin, current: Pin, kind: str) -> tuple[str, str]:
+    """The heading and the paragraph saying what merging the promotion does, by kind."""
+    env, m = new.environment, new.model
+    if kind == "ab":
+        a, b, split = new.model, new.ab.b.model, new.ab.split
+        return (f"## Start an A/B test of `{m.name}` in **{env}**: v{a.version} "
+                f"({split['a']}%) against v{b.version} ({split['b']}%)",
+                f"Merging it is the start of the test: each unit (named by the "
+                f"{unit_text(new)}) always gets the same variant, by a stable hash; v{b.version} "
+                f"(variant b) answers {split['b']}% of the units and v{a.version} (variant a) the "
+                f"rest; requests without a unit id are assigned at random. Every answer and "
+                f"prediction-log row names its variant. Read the verdict with "
+                f"`mlops ab-report {env} --model {m.name}`; `mlops ab-conclude {env} --model "
+                f"{m.name}` then makes the winner the only pin.")
+    if kind == "shadow":
+        return (f"## Shadow `{m.name}` v{new.shadow.version} beside v{m.version} in **{env}**",
+                f"Merging it runs v{new.shadow.version} on a copy of every request, off the "
+                f"request path; only its agreement with v{m.version} is exported "
+                f"(gitops_ml_shadow_agreement), and users keep getting v{m.version}'s answers. "
+                f"Promoting v{new.shadow.version} again makes it the model.")
+    note = ""
+    if kind == "from-shadow":
+        note = f" It ran in shadow before (`{pins.relpath(env, m.name)}` named it as such)."
+    return (f"## Promote `{m.name}` v{m.version} to **{env}**",
+            f"Merging it is the deployment: Argo CD syncs the environment and the service loads "
+            f"exactly this digest.{note}")
 
 
 def lineage_list(pin: Pin) -> str:
@@ -127,24 +169,28 @@ def lineage_list(pin: Pin) -> str:
 
 def promotion_body(*, new: Pin, current: Pin, challenger_metrics: dict[str, Any],
                    champion_metrics: dict[str, Any] | None, gate: dict[str, Any] | None,
-                   commit: str, staged_in: str | None) -> str:
-    """The pull-request body of a promotion: metrics, gates, lineage, the way back."""
+                   commit: str, staged_in: str | None, kind: str = "replace",
+                   delivery: str = "", promoted: Pin | None = None) -> str:
+    """The pull-request body of a promotion: what merging it does (`kind`: replace, ab, shadow,
+    from-shadow), how it is delivered, metrics, gates, the lineage of the version brought in
+    (`promoted`: that version pinned alone; default `new`), the way back."""
     env = new.environment
-    m = new.model
+    promoted = promoted or new
+    m = promoted.model
+    heading, does = _what_it_does(new, current, kind)
     challenger = f"challenger v{m.version}"
     champion_label = (f"champion v{current.model.version}" if not current.is_empty
                       else "champion (none)")
     order = (f"Staging pinned this exact digest in commit `{staged_in[:12]}`.\n\n"
              if staged_in else "")
     return (
-        f"## Promote `{m.name}` v{m.version} to **{env}**\n\n"
+        f"{heading}\n\n"
         f"This pull request changes one file, `{pins.relpath(env, m.name)}`, from "
-        f"{_describe(current)} to {_describe(new)}. Merging it is the deployment: Argo CD "
-        f"syncs the environment and the service loads exactly this digest.\n\n{order}"
+        f"{_describe(current)} to {_describe(new)}. {does}\n\n{delivery}{order}"
         f"### Metrics on the test split (95% bootstrap interval)\n\n"
         f"{metrics_table(challenger_metrics, champion_metrics, challenger, champion_label)}"
         f"\n\n### Gates\n\n{gate_table(gate)}\n\n"
-        f"### Lineage\n\n{lineage_list(new)}\n\n"
+        f"### Lineage of v{m.version}\n\n{lineage_list(promoted)}\n\n"
         f"### Rolling back\n\n"
         f"After merging, undo this promotion with\n\n"
         f"```\nmlops rollback {env} --model {m.name}\n```\n\nor by hand, the same change:\n\n"

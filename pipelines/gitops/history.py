@@ -1,7 +1,8 @@
 """`mlops history ENV [--model NAME] [--at TIME]`: every promotion and rollback of an
 environment's models, newest first, or what each served at a moment, from git.
 
-A promotion is a commit with the trailers `Environment:`/`Model:`/`Version:`/`Digest:`; a
+A promotion is a commit with the trailers `Environment:`/`Model:`/`Version:`/`Digest:` (one that
+starts an A/B test or a shadow adds `Variant:` and `Control:`, see promote.commit_message); a
 rollback is git's own revert of one ("This reverts commit X."), so a `git revert` typed by
 hand is recognised the same way.
 
@@ -26,14 +27,48 @@ from pipelines.gitops import git as gitops
 
 
 class Served(NamedTuple):
-    """What a pin names: a version and its digest, or nothing."""
+    """What a pin names: a version and its digest, or nothing. For a pin that runs an A/B test
+    (`role` "b") or a shadow (`role` "shadow") they are the challenger's, beside version
+    `control` (variant a, the model answering), with the test's `split` ("90/10")."""
 
     version: int | None = None
     sha256: str | None = None
+    role: str | None = None
+    control: int | None = None
+    split: str | None = None
 
     @property
     def is_empty(self) -> bool:
         return self.version is None
+
+    @property
+    def answers(self) -> bool:
+        """Whether users get this version's answers (a shadow's are only compared)."""
+        return not self.is_empty and self.role != "shadow"
+
+    def short(self) -> str:
+        """`v2`, `v2/v3` (an A/B test of v2 against v3), `v2` (with a shadow), or `nothing`."""
+        if self.is_empty:
+            return "nothing"
+        if self.role == "b":
+            return f"v{self.control}/v{self.version}"
+        return f"v{self.control}" if self.role == "shadow" else f"v{self.version}"
+
+    def note(self) -> str:
+        """What the short form leaves out: the A/B split, or the shadow."""
+        if self.role == "b":
+            return f"A/B test {self.split}"
+        return f"shadow v{self.version}" if self.role == "shadow" else ""
+
+
+def served_by(pin: Pin) -> Served:
+    """What a whole pin names, as history records it."""
+    if pin.is_empty:
+        return NOTHING
+    if pin.is_ab:
+        b, split = pin.ab.b.model, pin.ab.split
+        return Served(b.version, b.sha256, "b", pin.model.version, f"{split['a']}/{split['b']}")
+    return Served(pin.model.version, pin.model.sha256)
 
 
 NOTHING = Served()
@@ -59,8 +94,11 @@ class Event:
 
     @property
     def label(self) -> str:
-        """`churn v2`, or `nothing`."""
-        return "nothing" if self.served.is_empty else f"{self.model} v{self.served.version}"
+        """`churn v2`, `churn v2/v3` (an A/B test), or `nothing`."""
+        if self.served.is_empty:
+            return "nothing"
+        note = f", {self.served.note()}" if self.served.note() else ""
+        return f"{self.model} {self.served.short()}{note}"
 
     def pin(self, repo: Path) -> Pin:
         """The whole pin this commit left (read and parsed now)."""
@@ -78,9 +116,13 @@ def _promoted(commit: gitops.Commit, env: str, model: str) -> Served | None:
         return None
     try:
         version = int(t["Version"])
+        control = int(t["Control"]) if "Control" in t else None
     except ValueError:
         return None
-    return Served(version, t.get("Digest"))
+    role = t.get("Variant")
+    if role not in ("b", "shadow") or control is None:
+        return Served(version, t.get("Digest"))
+    return Served(version, t.get("Digest"), role, control, t.get("Split"))
 
 
 def _read_states(repo: Path, events: list[Event], known: dict[str, Served]) -> None:
@@ -97,8 +139,7 @@ def _read_states(repo: Path, events: list[Event], known: dict[str, Served]) -> N
                 pin = pins.parse(texts[e.blob], e.env, e.model, e.short)
             except ValueError:
                 pin = Pin(environment=e.env)  # a malformed pin commit is still shown, as a change
-            known[e.blob] = e.served = (NOTHING if pin.is_empty
-                                        else Served(pin.model.version, pin.model.sha256))
+            known[e.blob] = e.served = served_by(pin)
 
 
 def environment_events(repo: Path, env: str, model: str | None = None,
@@ -152,10 +193,11 @@ def newest_active_promotion(repo: Path, env: str, model: str, rev: str = "HEAD")
 def digests_held(model_events: list[Event]) -> dict[str, str]:
     """sha256 -> first commit of `model_events` (one model's, newest first) that pinned it and
     was not reverted later: a promotion that was rolled back proves nothing (nor does a
-    malformed pin)."""
+    malformed pin, nor a shadow, whose answers no user got; variant b of an A/B test did
+    answer)."""
     seen: dict[str, str] = {}
     for event in reversed(model_events):
-        if event.active and not event.served.is_empty and event.served.sha256:
+        if event.active and event.served.answers and event.served.sha256:
             seen.setdefault(event.served.sha256, event.commit.sha)
     return seen
 
@@ -179,8 +221,8 @@ def history_lines(repo: Path, env: str, model: str | None = None, rev: str = "HE
     lines = [f"history of {where}, newest first", header]
     for e in evs:
         digest = "-" if e.served.is_empty else (e.served.sha256 or "?")[:12]
-        serves = "nothing" if e.served.is_empty else f"v{e.served.version}"
-        note = e.commit.author
+        serves = e.served.short()
+        note = e.commit.author + (f"; {e.served.note()}" if e.served.note() else "")
         if e.kind == "rollback":
             target = e.target
             what = (f"{target.kind} {target.short} ({target.label})" if target

@@ -85,8 +85,17 @@ def resolve_model(repo: Path, env: str, model: str | None) -> str:
 
 
 def label(pin: Pin) -> str:
-    """What a pin serves in a few words: `churn v2`, or `nothing`."""
-    return "nothing" if pin.is_empty else f"{pin.model.name} v{pin.model.version}"
+    """What a pin serves in a few words: `churn v2`, `churn v2 (shadow v3)`,
+    `churn v2 90% / v3 10%` (an A/B test), or `nothing`."""
+    if pin.is_empty:
+        return "nothing"
+    text = f"{pin.model.name} v{pin.model.version}"
+    if pin.is_ab:
+        split = pin.ab.split
+        return f"{text} {split['a']}% / v{pin.ab.b.model.version} {split['b']}%"
+    if pin.shadow is not None:
+        return f"{text} (shadow v{pin.shadow.version})"
+    return text
 
 
 def parse(text: str, env: str, model: str, source: str) -> Pin:

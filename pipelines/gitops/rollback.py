@@ -5,7 +5,9 @@ The promotion is found from the commit trailers (see pipelines/gitops/history.py
 git's own `git revert --no-edit`, so typing `git revert <sha>` by hand gives the same change
 and the same message. Because a promotion changes only its pin file, the revert restores the
 previous pin byte for byte, and every other model of the environment is left as it was. Same
-branch / --here / --push / pull-request behaviour as promote.
+branch / --here / --push / pull-request behaviour as promote, auto-merge included where the
+environment has continuous deployment (so the rollback bot's pull request goes out unattended
+there too). Reverting the start of an A/B test ends it; reverting its conclusion resumes it.
 """
 from __future__ import annotations
 
@@ -33,6 +35,7 @@ class RollbackResult:
     pushed: bool = False
     pull_request: str | None = None
     body: str = ""
+    auto_merge: bool = False
 
     def summary(self) -> str:
         """Human-readable outcome."""
@@ -40,7 +43,8 @@ class RollbackResult:
                  f"{pins.label(self.pin)}",
                  f"  commit {self.commit[:12]} on {self.branch} reverts {self.reverted[:12]}"]
         if self.pull_request:
-            lines.append(f"  pull request: {self.pull_request}")
+            lines.append(f"  pull request: {self.pull_request}"
+                         + (" (auto-merge on: continuous deployment)" if self.auto_merge else ""))
         elif self.pushed:
             lines.append(f"  pushed {self.branch}")
         return "\n".join(lines)
@@ -89,10 +93,14 @@ def rollback(repo: Path, env: str, model: str | None = None, *, here: bool = Fal
                                          current=current, restored=result.pin, commit=sha,
                                          reason=reason)
     if push:
+        from pipelines.release import strategy
+
         subject = gitops.git(repo, "log", "-1", "--format=%s", sha).strip()
+        result.auto_merge = (strategy.settings(repo, env).continuousDeployment
+                             and open_pr and not here)
         result.pull_request = github.publish(
             repo, remote=remote, branch=result.branch, base=base, open_pr=open_pr and not here,
-            title=subject, body=result.body)
+            title=subject, body=result.body, auto_merge=result.auto_merge)
         result.pushed = True
     return result
 

@@ -1,5 +1,6 @@
-"""`mlops status`: what every model runs in every environment (its pin in git) and whether the
-registry agrees."""
+"""`mlops status`: what every model runs in every environment (its pin in git: one version, a
+version and its shadow, or the two variants of an A/B test), how new versions reach its users,
+and whether the registry agrees."""
 from __future__ import annotations
 
 import argparse
@@ -13,21 +14,29 @@ SHOWN_METRICS = 3
 
 
 def registry_verdict(pin: Pin, repo: Path) -> str:
-    """`ok`, or what in the registry disagrees with the pin (git is right either way)."""
+    """`ok`, or what in the registry disagrees with the pin (git is right either way): each
+    version it names (both variants of an A/B test) must be there with the pinned digest, and
+    the environment's alias must name the model (variant a)."""
     if pin.is_empty:
         return "-"
     from pipelines.registry import store as registry
 
     m = pin.model
+    named = [m] + ([pin.ab.b.model] if pin.is_ab else [])
+    infos = []
     try:
-        info = registry.get_version(m.name, m.version, repo)
+        for ref in named:
+            try:
+                infos.append(registry.get_version(ref.name, ref.version, repo))
+            except registry.RegistryError:
+                return f"MISSING: {ref.name} v{ref.version} not in registry"
         alias = registry.aliases(m.name, repo).get(pin.environment)
-    except registry.RegistryError:
-        return f"MISSING: {m.name} v{m.version} not in registry"
     except Exception as exc:
         return f"unreachable ({type(exc).__name__})"
-    if info.sha256 != m.sha256:
-        return f"DIGEST DIFFERS: registry sha256 {info.sha256[:12] or 'missing'}"
+    for ref, info in zip(named, infos):
+        if info.sha256 != ref.sha256:
+            return (f"DIGEST DIFFERS: registry sha256 of v{ref.version} "
+                    f"{info.sha256[:12] or 'missing'}")
     if alias != m.version:
         shown = "unset" if alias is None else f"v{alias}"
         return f"alias {pin.environment} is {shown} (run mlops sync-aliases)"
@@ -52,13 +61,22 @@ def status_rows(repo: Path, registry: bool = True,
                          "version": f"INVALID PIN: {exc}".splitlines()[0]})
             continue
         if pin.is_empty:
-            rows.append({"environment": env, "model": model, "version": "(nothing promoted)"})
+            rows.append({"environment": env, "model": model, "version": "(nothing promoted)",
+                         "strategy": _strategy(repo, env, model)})
             continue
+        version, digest = f"v{pin.model.version}", pin.model.sha256[:12]
+        if pin.is_ab:
+            b, split = pin.ab.b.model, pin.ab.split
+            version = f"v{pin.model.version} {split['a']}% / v{b.version} {split['b']}%"
+            digest = f"{digest} / {b.sha256[:12]}"
+        elif pin.shadow is not None:
+            version += f" (shadow v{pin.shadow.version})"
         rows.append({
             "environment": env,
             "model": model,
-            "version": f"v{pin.model.version}",
-            "digest": pin.model.sha256[:12],
+            "version": version,
+            "digest": digest,
+            "strategy": _strategy(repo, env, model),
             "promoted": pin.promoted.at.strftime("%Y-%m-%d %H:%M:%SZ"),
             "by": pin.promoted.by,
             "metrics": _metrics(pin),
@@ -68,12 +86,24 @@ def status_rows(repo: Path, registry: bool = True,
     return rows
 
 
-COLUMNS = ("environment", "model", "version", "digest", "promoted", "by", "metrics", "registry")
+def _strategy(repo: Path, env: str, model: str) -> str:
+    from pipelines.errors import CommandError
+    from pipelines.release import strategy
+
+    try:
+        choice = strategy.effective(repo, env, model)
+    except CommandError:
+        return "INVALID"
+    return choice.strategy + ("*" if choice.overridden else "")
+
+
+COLUMNS = ("environment", "model", "version", "digest", "strategy", "promoted", "by", "metrics",
+           "registry")
 
 
 def status_table(repo: Path, registry: bool = True, registry_repo: Path | None = None) -> str:
-    """Printable table, a row per environment and model: version, digest, when/who, metrics,
-    registry."""
+    """Printable table, a row per environment and model: version, digest, release strategy (`*`:
+    the model's own), when/who, metrics, registry."""
     rows = status_rows(Path(repo), registry, registry_repo)
     widths = {c: max([len(c)] + [len(r.get(c, "-")) for r in rows]) for c in COLUMNS}
     line = lambda r: "  ".join(r.get(c, "-").ljust(widths[c]) for c in COLUMNS).rstrip()

@@ -8,6 +8,17 @@ probability that it ever declares a difference when there is none stays at most 
 every look, daily or after each label. Its always-valid confidence sequence gives the interval
 of the difference, and solving the same boundary for a larger sample gives "about N more
 labels" while no verdict is reached.
+
+The guarantee is about the first time the boundary is crossed, so `looks` replays the test at
+each look (e.g. the end of every day, by when each label arrived) and `decision` keeps the first
+crossing: a verdict, once reached, stays the verdict however the later figures wander.
+
+Two approximations, both measured in tests/test_abtest.py: each arm's mean is taken as normal
+(so every arm needs `min_labels` first) with its variance estimated from the data, and labelled
+predictions are taken as independent. With daily looks over 30 days the observed false-positive
+rate stays under alpha for accuracy at 50/50 and 90/10 splits and for heavily skewed absolute
+errors at 90/10; many correlated labels from the same unit (one customer labelled again and
+again) would make the intervals too narrow.
 """
 from __future__ import annotations
 
@@ -33,11 +44,29 @@ class Arm:
         return cls(name, n, float(values.mean()) if n else float("nan"),
                    float(values.var(ddof=1)) if n > 1 else float("nan"))
 
+    @classmethod
+    def from_sums(cls, name: str, n: int, total: float, squares: float) -> Arm:
+        """The arm of `n` outcomes summing to `total`, their squares to `squares`."""
+        if n == 0:
+            return cls(name, 0, float("nan"), float("nan"))
+        mean = total / n
+        variance = max(0.0, (squares - n * mean * mean) / (n - 1)) if n > 1 else float("nan")
+        return cls(name, n, mean, variance)
+
+    @property
+    def spread(self) -> float:
+        """The variance the test uses: the sample variance or, while every outcome so far is the
+        same (every label correct), the variance one more outcome differing by 1 would give,
+        1/(n+1): a streak of correct answers is not proof of no error at all."""
+        if self.variance > 0:
+            return self.variance
+        return 1.0 / (self.n + 1)
+
     def interval(self, alpha: float, tau: float) -> tuple[float, float] | None:
         """The arm's own always-valid interval of its mean (a one-sample sequence)."""
         if self.n < 2:
             return None
-        half = _half_width(self.variance / self.n, tau, alpha)
+        half = _half_width(self.spread / self.n, tau, alpha)
         return self.mean - half, self.mean + half
 
 
@@ -62,7 +91,7 @@ class Verdict:
 
 
 def _variance(a: Arm, b: Arm) -> float:
-    return a.variance / a.n + b.variance / b.n
+    return a.spread / a.n + b.spread / b.n
 
 
 def _log_ratio(difference: float, v: float, tau: float) -> float:
@@ -85,8 +114,6 @@ def verdict(a: Arm, b: Arm, *, alpha: float = 0.05, tau: float = 0.05,
         return Verdict(a, b, float("nan"), None, 0.0, alpha, None, needed or None)
     diff = b.mean - a.mean
     v = _variance(a, b)
-    if not v > 0:  # no spread at all: every outcome equal within each arm
-        v = 1e-12
     log_lr = _log_ratio(diff, v, tau)
     half = _half_width(v, tau, alpha)
     winner = None
@@ -119,3 +146,26 @@ def _more_labels(a: Arm, b: Arm, diff: float, tau: float, alpha: float,
         mid = (low + high) / 2
         low, high = (low, mid) if crossed(mid) else (mid, high)
     return int(math.ceil(high - total))
+
+
+def looks(a_times, a_outcomes, b_times, b_outcomes, at, *, a_name: str = "a", b_name: str = "b",
+          **options) -> list[Verdict]:
+    """The verdict at each moment of `at` (ascending), from the outcomes that had arrived by
+    then (`*_times`: when each outcome arrived, any comparable numbers or datetimes as numpy
+    arrays). `options` are verdict()'s."""
+    def arms(times, outcomes, name):
+        order = np.argsort(times, kind="stable")
+        times, values = np.asarray(times)[order], np.asarray(outcomes, dtype=float)[order]
+        sums = np.concatenate([[0.0], np.cumsum(values)])
+        squares = np.concatenate([[0.0], np.cumsum(values * values)])
+        counts = np.searchsorted(times, np.asarray(at), side="right")
+        return [Arm.from_sums(name, int(n), float(sums[n]), float(squares[n])) for n in counts]
+
+    return [verdict(a, b, **options) for a, b in zip(arms(a_times, a_outcomes, a_name),
+                                                     arms(b_times, b_outcomes, b_name))]
+
+
+def decision(history: list[Verdict]) -> Verdict | None:
+    """The first look of `history` (oldest first) at which the boundary was crossed: the
+    verdict of the test, to keep once reached (None: not reached yet)."""
+    return next((v for v in history if v.winner), None)
