@@ -43,7 +43,7 @@ def service(trained_project, tmp_path_factory):
     shutil.copytree(trained_project, repo, symlinks=True)
     env = {**os.environ}
     env.pop("MLFLOW_TRACKING_URI", None)  # the embedded store inside the copy
-    proc = subprocess.run([sys.executable, "-m", "pipelines.cli", "register"], cwd=repo,
+    proc = subprocess.run([sys.executable, "-m", "pipelines.cli", "register", "churn"], cwd=repo,
                           env=env, capture_output=True, text=True, timeout=300, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     found = re.search(r"version (\d+)\s+sha256 ([0-9a-f]{64})\s+run (\w+)", proc.stdout)

@@ -58,13 +58,13 @@ def test_every_workflow_matches_the_github_workflow_schema():
 
 def test_actionlint_rejects_a_step_reading_an_undefined_output(tmp_path):
     broken = (WORKFLOWS / "release.yml").read_text().replace(
-        "needs.register.outputs.version", "needs.register.outputs.versoin")
+        "needs.register.outputs.registered", "needs.register.outputs.registerd")
     (tmp_path / ".github" / "workflows").mkdir(parents=True)
     path = tmp_path / ".github" / "workflows" / "release.yml"
     path.write_text(broken)
     proc = actionlint(path, cwd=tmp_path)
     assert proc.returncode == 1
-    assert "versoin" in proc.stdout
+    assert "registerd" in proc.stdout
 
 
 def test_every_run_step_calls_make_mlops_or_dvc():
@@ -179,10 +179,20 @@ def test_release_registers_pushes_an_immutable_image_and_opens_the_staging_pull_
                           '--tag "$GITHUB_SHA" --push'
     assert step["env"]["DIGEST"] == "${{ needs.image.outputs.digest }}"
     assert build["with"]["tags"].startswith(step["env"]["IMAGE"] + ":")
+    # Every model the push trained is registered, then promoted by its own pull request.
+    register = next(s for s in doc["jobs"]["register"]["steps"] if s.get("id") == "register")
+    assert register["run"] == "mlops register $MODELS"
     promote = doc["jobs"]["promote-staging"]
     assert promote["needs"] == "register"
-    assert any(s.get("run", "").startswith("mlops promote churn") and "--to staging" in s["run"]
-               for s in promote["steps"])
+    assert promote["strategy"]["matrix"]["include"] == (
+        "${{ fromJSON(needs.register.outputs.registered) }}")
+    step = next(s for s in promote["steps"] if s.get("run", "").startswith("mlops promote"))
+    assert step["run"] == 'mlops promote "$MODEL" "$VERSION" --to staging --push'
+    assert step["env"]["MODEL"] == "${{ matrix.model }}"
+    # And the image Argo runs the pipeline in is built from the lock beside the service's.
+    files = [s["with"]["file"] for _, _, s in steps(doc)
+             if s.get("uses", "").startswith("docker/build-push-action@")]
+    assert files == ["service/Dockerfile", "pipelines/Dockerfile"]
 
 
 def test_retraining_never_deploys():

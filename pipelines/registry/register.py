@@ -148,13 +148,24 @@ def pipeline_tags(repo: Path, lock: dict[str, Any], model: str) -> dict[str, str
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("name", help="the declared model (models/NAME/model.yaml)")
+    parser.add_argument("names", nargs="+", metavar="NAME",
+                        help="the declared model(s) (models/NAME/model.yaml)")
     parser.add_argument("--repo", type=Path, default=Path("."))
 
 
 def run(args: argparse.Namespace) -> int:
-    repo = args.repo
-    decl = declaration.load_named(repo, args.name)
+    registered = [register_one(args.repo, name) for name in args.names]
+    path = os.environ.get("GITHUB_OUTPUT")
+    if path:  # what a workflow's later jobs fan out over (a matrix of model and version)
+        with open(path, "a") as fh:
+            fh.write("registered=" + json.dumps([{"model": i.name, "version": i.version}
+                                                 for i in registered]) + "\n")
+    return 0
+
+
+def register_one(repo: Path, name: str) -> VersionInfo:
+    """Check and register one declared model; print and publish its new version."""
+    decl = declaration.load_named(repo, name)
     lock = lineage.read_lock(repo)
     if not lock:
         raise CommandError(f"{repo / 'dvc.lock'} not found: run `dvc repro` first")
@@ -170,4 +181,4 @@ def run(args: argparse.Namespace) -> int:
                     created=lineage.commit_time(repo))
     print(f"registered {info.name} version {info.version}  sha256 {info.sha256}  run {info.run_id}")
     publish_outputs(info)
-    return 0
+    return info
