@@ -140,3 +140,12 @@ def publish(repo: Path, *, remote: str, branch: str, base: str, open_pr: bool, t
     if auto_merge:
         github.enable_auto_merge(pull)
     return pull.url
+
+
+def delivery_lines(branch: str, pushed: bool, pull_request: str | None,
+                   auto_merge: bool = False) -> list[str]:
+    """How a commit left this machine, for a command's summary: its pull request, or the push."""
+    if pull_request:
+        merge = " (auto-merge on: continuous deployment)" if auto_merge else ""
+        return [f"  pull request: {pull_request}{merge}"]
+    return [f"  pushed {branch}"] if pushed else []

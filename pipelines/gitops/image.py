@@ -154,10 +154,7 @@ class ImageResult:
         lines = [f"{self.environment} runs {self.image.reference}",
                  f"  was {self.previous.reference}",
                  f"  commit {self.commit[:12]} on {self.branch}"]
-        if self.pull_request:
-            lines.append(f"  pull request: {self.pull_request}")
-        elif self.pushed:
-            lines.append(f"  pushed {self.branch}")
+        lines += github.delivery_lines(self.branch, self.pushed, self.pull_request)
         lines.append(f"  undo: git revert {self.commit}")
         return "\n".join(lines)
 

@@ -80,12 +80,9 @@ class PromotionResult:
                  f"promoted {self.model} v{self.version} to {self.environment} "
                  f"(was {pins.label(self.previous)})",
                  f"  commit {self.commit[:12]} on {self.branch}, sha256 {self.sha256[:12]}"]
-        if self.pull_request:
-            lines.append(f"  pull request: {self.pull_request}"
-                         + (" (auto-merge on: continuous deployment)" if self.auto_merge else ""))
-        elif self.pushed:
-            lines.append(f"  pushed {self.branch}")
-        elif self.branch.startswith("promote/"):
+        lines += github.delivery_lines(self.branch, self.pushed, self.pull_request,
+                                       self.auto_merge)
+        if not (self.pull_request or self.pushed) and self.branch.startswith("promote/"):
             lines.append(f"  next: git push origin {self.branch}  (or mlops promote ... --push)")
         lines.append(f"  undo: git revert {self.commit}")
         return "\n".join(lines)

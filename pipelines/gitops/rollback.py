@@ -42,11 +42,8 @@ class RollbackResult:
         lines = [f"rolled back {self.environment}: {pins.label(self.previous)} -> "
                  f"{pins.label(self.pin)}",
                  f"  commit {self.commit[:12]} on {self.branch} reverts {self.reverted[:12]}"]
-        if self.pull_request:
-            lines.append(f"  pull request: {self.pull_request}"
-                         + (" (auto-merge on: continuous deployment)" if self.auto_merge else ""))
-        elif self.pushed:
-            lines.append(f"  pushed {self.branch}")
+        lines += github.delivery_lines(self.branch, self.pushed, self.pull_request,
+                                       self.auto_merge)
         return "\n".join(lines)
 
 

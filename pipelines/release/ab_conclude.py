@@ -50,11 +50,8 @@ class Conclusion:
                  f"{pins.label(self.previous)} -> {pins.label(self.pin)} ({how})",
                  f"  commit {self.commit[:12]} on {self.branch}",
                  f"  undo (the test goes on): git revert {self.commit}"]
-        if self.pull_request:
-            lines.append(f"  pull request: {self.pull_request}"
-                         + (" (auto-merge on: continuous deployment)" if self.auto_merge else ""))
-        elif self.pushed:
-            lines.append(f"  pushed {self.branch}")
+        lines += github.delivery_lines(self.branch, self.pushed, self.pull_request,
+                                       self.auto_merge)
         return "\n".join(lines)
 
 
