@@ -13,6 +13,9 @@ from sqlalchemy.engine import Engine
 from contracts.prediction_log.schema import feedback, predictions
 
 SQLITE_BUSY_MS = 30_000
+# The order of a row given to `PredictionLog.append` (features and output as JSON text).
+ROW_COLUMNS = ("id", "model", "version", "digest", "environment", "variant", "created_at",
+               "expires_at", "features", "predicted_label", "predicted_value", "output")
 
 
 def engine_for(url: str) -> Engine:
@@ -70,6 +73,35 @@ class PredictionLog:
         if rows:
             with self.engine.begin() as connection:
                 connection.execute(insert(predictions), list(rows))
+
+    def append(self, rows: Sequence[tuple]) -> None:
+        """Insert answered predictions given as tuples in ROW_COLUMNS order, their features and
+        output already JSON text (one transaction): the service's fast path, a few microseconds
+        a row (PostgreSQL COPY, SQLite's executemany) where `write` spends tens."""
+        if not rows:
+            return
+        columns = ", ".join(ROW_COLUMNS)
+        with self.engine.begin() as connection:
+            driver = connection.connection.driver_connection
+            if self.engine.dialect.name == "postgresql":
+                with driver.cursor() as cursor, \
+                        cursor.copy(f"COPY predictions ({columns}) FROM STDIN") as copy:
+                    for row in rows:
+                        copy.write_row(row)
+                return
+            # SQLite keeps times as text in SQLAlchemy's format, which its reads parse back.
+            stamp = self._sqlite_time
+            created, expires = ROW_COLUMNS.index("created_at"), ROW_COLUMNS.index("expires_at")
+            stamped = [(*r[:created], stamp(r[created]), stamp(r[expires]), *r[expires + 1:])
+                       for r in rows]
+            driver.cursor().executemany(
+                f"INSERT INTO predictions ({columns}) VALUES ({', '.join('?' * len(ROW_COLUMNS))})",
+                stamped)
+
+    @property
+    def _sqlite_time(self):
+        return predictions.c.created_at.type.dialect_impl(self.engine.dialect).bind_processor(
+            self.engine.dialect)
 
     def record_feedback(self, items: Sequence[tuple[str, str | float]], *,
                         regression: bool) -> list[Outcome]:
