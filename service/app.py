@@ -152,7 +152,11 @@ def create_app(settings: Settings | None = None) -> Litestar:
         logging_config=LoggingConfig(
             log_exceptions="always",
             disable_stack_trace={400, 401, 403, 404, 405, 409, 413, 422, 429, 503},
-            root={"level": settings.log_level.upper(), "handlers": ["queue_listener"]}),
+            root={"level": settings.log_level.upper(), "handlers": ["queue_listener"]},
+            # The prediction log's schema probe would log Alembic's every step.
+            loggers={"litestar": {"level": "INFO", "handlers": ["queue_listener"],
+                                  "propagate": False},
+                     "alembic": {"level": "WARNING"}}),
         debug=False,
     )
     app.state.service = state

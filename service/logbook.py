@@ -27,7 +27,7 @@ from service.metrics import Metrics
 
 log = logging.getLogger("service.logbook")
 LOSS_LOG_SECONDS = 10.0
-DEGRADED_AFTER_LOSS_SECONDS = 30.0  # /ready stays "degraded" this long after a drop
+DEGRADED_AFTER_LOSS_SECONDS = 10.0  # /ready stays "degraded" this long after a drop
 BACKOFF_SECONDS = (0.2, 2.0)  # first retry, longest wait between retries
 _ENCODER = msgspec.json.Encoder(enc_hook=lambda v: v.item() if hasattr(v, "item") else str(v))
 
@@ -132,13 +132,19 @@ class Logbook:
 
     def _lose(self, n: int, reason: str) -> None:
         self._dropped[reason].inc(n)
-        now = time.monotonic()
-        self._last_loss = now
+        self._last_loss = time.monotonic()
         self._unlogged_loss += n
-        if now - self._last_loss_log >= LOSS_LOG_SECONDS:
-            log.warning("prediction log: %d predictions not logged in the last %.0f s (%s; %d "
-                        "buffered, %s)", self._unlogged_loss, LOSS_LOG_SECONDS,
-                        reason.replace("_", " "), self.buffered, self.problem or "writing")
+        self._report_loss(reason)
+
+    def _report_loss(self, reason: str = "buffer_full") -> None:
+        """Log the rows lost since the last report, at most every LOSS_LOG_SECONDS (the writer
+        also calls it, so the last of a burst is reported too)."""
+        now = time.monotonic()
+        if self._unlogged_loss and now - self._last_loss_log >= LOSS_LOG_SECONDS:
+            log.warning("prediction log: %d predictions answered but not logged (%s) since the "
+                        "last report; %d buffered; %s", self._unlogged_loss,
+                        reason.replace("_", " "), self.buffered,
+                        self.problem or "the database takes rows")
             self._last_loss_log = now
             self._unlogged_loss = 0
 
@@ -205,6 +211,7 @@ class Logbook:
                 backoff = BACKOFF_SECONDS[0]
             self._urgent.clear()
             self._wake.clear()
+            self._report_loss()
             if self.problem is not None and not self._probe():
                 continue
             if self._drain() and self._closing and not self._queue:

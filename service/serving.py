@@ -37,6 +37,7 @@ RETRY_SECONDS = 30.0
 SHUTDOWN_FLUSH_SECONDS = 15.0  # within Kubernetes' default 30 s grace, after uvicorn's 10 s
 DATABASE_TIMEOUT_SECONDS = 5  # a PostgreSQL that does not answer is "down", not a hung request
 QUALITY_WAIT_SECONDS = 2.0  # /metrics answers with the last figures rather than wait longer
+QUALITY_WARN_SECONDS = 60.0
 _MISSING = ("missing",)
 
 
@@ -90,6 +91,7 @@ class ServiceState:
             self.feedback = FeedbackDesk(store, self.logbook, settings.feedback_window_rows,
                                          self.redact)
         self._refreshing: asyncio.Task | None = None
+        self._quality_warned = -QUALITY_WARN_SECONDS
         self.serving: Serving | None = None
         self.pin: Pin | None = None  # the newest pin read that parsed
         self.failure: Failure | None = None
@@ -295,8 +297,11 @@ class ServiceState:
             quality = await asyncio.wait_for(asyncio.shield(self._refreshing),
                                              QUALITY_WAIT_SECONDS)
         except Exception as exc:  # timeout or any driver's error: keep the last figures
-            log.warning("live quality not refreshed: %s",
-                        self.redact(f"{type(exc).__name__}: {exc}")[:300])
+            now = time.monotonic()
+            if now - self._quality_warned >= QUALITY_WARN_SECONDS:  # once a minute at most
+                self._quality_warned = now
+                log.warning("live quality not refreshed (the last figures stay): %s",
+                            self.redact(" ".join(f"{type(exc).__name__}: {exc}".split()))[:300])
             return
         self._set_quality(serving, quality)
 

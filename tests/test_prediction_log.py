@@ -110,3 +110,23 @@ def test_labelled_rows_come_back_with_features_and_pruning_removes_old_ones(log_
     assert log.prune(now) == {"predictions": 1, "labelled": 1}  # the 100-day-old one
     assert log.count("churn") == {"predictions": 3, "labelled": 1}
     assert log.prune(before=now - timedelta(days=30)) == {"predictions": 1, "labelled": 0}
+
+
+def test_rows_appended_on_the_fast_path_read_back_like_written_ones(log_url):
+    import json
+
+    from contracts.prediction_log.store import ROW_COLUMNS
+
+    log = PredictionLog(log_url)
+    now = datetime.now(UTC).replace(microsecond=123456)
+    rows = [prediction(at=now - timedelta(days=d), tenure=d, Contract="One year")
+            for d in (200, 1)]
+    rows[1]["expires_at"] = None
+    log.append([tuple(json.dumps(r[c]) if c in ("features", "output") else r[c]
+                      for c in ROW_COLUMNS) for r in rows])
+    log.record_feedback([(r["id"], "Yes") for r in rows], regression=False)
+    back = log.labelled("churn")
+    assert [(r["id"], r["features"], r["created_at"]) for r in back] == [
+        (r["id"], r["features"], r["created_at"]) for r in rows]
+    assert log.prune(now) == {"predictions": 1, "labelled": 1}  # its 90 days ran out
+    assert log.count() == {"predictions": 1, "labelled": 1}
