@@ -4,13 +4,14 @@ request path.
 The request path appends one entry per request to a bounded buffer (well under a microsecond);
 a thread turns entries into rows and writes them in batches (`PredictionLog.append`). When the
 buffer is full a prediction still answers: its row is dropped, counted and logged (at most every
-LOSS_LOG_SECONDS). When the database is down, or its schema is behind the code, the batch taken
-is kept and retried with backoff while the buffer fills, and /ready says logging is degraded.
+LOSS_LOG_SECONDS). When the database is down, or its schema is behind the code, the rows are
+kept and retried with backoff while the buffer holds, and /ready says logging is degraded.
 `close()` (SIGTERM, through the app's lifespan) writes what is left.
 """
 from __future__ import annotations
 
 import logging
+import operator
 import os
 import threading
 import time
@@ -29,25 +30,52 @@ log = logging.getLogger("service.logbook")
 LOSS_LOG_SECONDS = 10.0
 DEGRADED_AFTER_LOSS_SECONDS = 10.0  # /ready stays "degraded" this long after a drop
 BACKOFF_SECONDS = (0.2, 2.0)  # first retry, longest wait between retries
+CONVERT_SECONDS = 0.02  # how long a request's objects wait in the queue at most
+ID_BLOCK = 4096
 _ENCODER = msgspec.json.Encoder(enc_hook=lambda v: v.item() if hasattr(v, "item") else str(v))
 
 
-def new_ids(n: int) -> list[str]:
-    """`n` prediction ids of 128 random bits each (32 hex digits), from one os.urandom call."""
-    if n == 1:
-        return [os.urandom(16).hex()]
-    raw = os.urandom(16 * n).hex()
-    return [raw[i:i + 32] for i in range(0, 32 * n, 32)]
+class IdSource:
+    """Prediction ids of 128 random bits each (32 hex digits), sliced from random bytes drawn
+    ID_BLOCK ids at a time by one os.urandom call (a system call per request was measurable).
+    Used by the event loop only."""
+
+    def __init__(self) -> None:
+        self._hex = ""
+        self._at = 0
+
+    def __call__(self, n: int) -> list[str]:
+        """`n` new ids."""
+        need = 32 * n
+        if self._at + need > len(self._hex):
+            self._hex = os.urandom(16 * max(n, ID_BLOCK)).hex()
+            self._at = 0
+        at, text = self._at, self._hex
+        self._at = at + need
+        if n == 1:
+            return [text[at:at + 32]]
+        return [text[i:i + 32] for i in range(at, at + need, 32)]
+
+
+new_ids = IdSource()
 
 
 class RowMaker:
-    """Turns one model version's answers into prediction-log rows (in the writer thread)."""
+    """Turns one model version's answers into prediction-log rows (in the writer thread).
+
+    The writer shares the interpreter lock with the request path, so every microsecond of
+    Python here is one the requests lose: the features are encoded from a struct made for the
+    signature (msgspec, in C) rather than from a dict per row."""
 
     def __init__(self, name: str, version: int, digest: str, environment: str,
                  signature: Any, variant: str | None = None) -> None:
         self.head = (name, version, digest, environment, variant)
         never = set(signature.never_log)
-        self._kept = [(i, f.name) for i, f in enumerate(signature.features) if f.name not in never]
+        kept = [(i, f.name) for i, f in enumerate(signature.features) if f.name not in never]
+        self._pick = _picker([i for i, _ in kept])
+        self._features = msgspec.defstruct(
+            "LoggedFeatures", [(f"f{k}", Any) for k in range(len(kept))],
+            rename={f"f{k}": name for k, (_, name) in enumerate(kept)})
         self._retention = timedelta(days=signature.retention_days) \
             if signature.retention_days else None
         self._task = signature.task
@@ -58,33 +86,48 @@ class RowMaker:
         encode = _ENCODER.encode
         created = datetime.fromtimestamp(at, UTC)
         expires = created + self._retention if self._retention is not None else None
-        n = len(answer.ids)
-        names = [name for _, name in self._kept]
-        if names:
-            features = [encode(dict(zip(names, row))).decode()
-                        for row in zip(*[columns[i] for i, _ in self._kept])]
+        make = self._features
+        kept = self._pick(columns)
+        ids = answer.ids
+        if len(ids) == 1:  # most requests: no list of rows to build per column
+            features = [encode(make(*[c[0] for c in kept])).decode()]
         else:
-            features = ["{}"] * n
-        if self._task == "regression":
+            features = [encode(make(*row)).decode() for row in zip(*kept)] if kept \
+                else ["{}"] * len(ids)
+        task = self._task
+        if task == "regression":
             values = answer.values
+            labels: Sequence[Any] = [None] * len(values)
             outputs = [encode({"prediction": v}).decode() for v in values]
-            labels: Sequence[Any] = [None] * n
-        elif self._task == "binary":
-            values, labels = [None] * n, answer.labels
-            outputs = [encode({"prediction": label, "probability": p}).decode()
-                       for label, p in zip(labels, answer.values)]
         else:
-            values, labels = [None] * n, answer.labels
-            classes = self._classes
-            outputs = [encode({"prediction": label, "probabilities": dict(zip(classes, p))}).decode()
-                       for label, p in zip(labels, answer.probabilities.tolist())]
+            labels = answer.labels
+            values = [None] * len(labels)
+            if task == "binary":
+                outputs = [encode({"prediction": label, "probability": p}).decode()
+                           for label, p in zip(labels, answer.values)]
+            else:
+                classes = self._classes
+                outputs = [encode({"prediction": label, "probabilities": dict(zip(classes, p))})
+                           .decode() for label, p in zip(labels, answer.probabilities.tolist())]
         head = self.head
         return [(pid, *head, created, expires, f, label, value, out)
-                for pid, f, label, value, out in zip(answer.ids, features, labels, values, outputs)]
+                for pid, f, label, value, out in zip(ids, features, labels, values, outputs)]
+
+
+def _picker(indices: list[int]) -> Callable[[Sequence[Any]], tuple]:
+    """A function returning the items at `indices` as a tuple (itemgetter: one C call)."""
+    if len(indices) >= 2:
+        return operator.itemgetter(*indices)
+    return lambda items: tuple(items[i] for i in indices)
 
 
 class Logbook:
-    """A bounded buffer of answered predictions and the thread that writes it in batches."""
+    """A bounded buffer of answered predictions and the thread that writes it in batches.
+
+    The writer turns what requests left in the queue into rows every CONVERT_SECONDS, and
+    writes the rows when a batch is full or the oldest has waited `flush_seconds`. Converting
+    soon matters: a request's objects that stay alive for a second reach the collector's
+    oldest generation, and its full collections then run in the request path."""
 
     def __init__(self, store: PredictionLog, metrics: Metrics, capacity: int, batch_rows: int,
                  flush_seconds: float, redact: Callable[[str], str] = str) -> None:
@@ -96,12 +139,13 @@ class Logbook:
         self._queue: deque[tuple] = deque()
         # Each counter is written by one thread only: the request path adds, the writer the rest.
         self._added = 0      # rows accepted into the buffer
-        self._taken = 0      # rows taken from the queue into a batch
         self._done = 0       # rows written, or given up on
         self._failures = 0   # write attempts that failed
-        self._pending: list[tuple] = []  # the batch being written (kept while it fails)
-        self._wake = threading.Event()     # a batch is ready, or a flush or close is asked for
-        self._urgent = threading.Event()   # a flush or close is asked for (ends a backoff)
+        self._rows: list[tuple] = []  # converted, not yet written, oldest first
+        self._oldest = 0.0   # when the oldest of _rows was converted (monotonic)
+        self._retry_at = 0.0
+        self._backoff = BACKOFF_SECONDS[0]
+        self._urgent = threading.Event()   # a flush or close is asked for
         self._progress = threading.Condition()
         self._closing = False
         self._abandoned = False  # closed while the database failed: the writer stops
@@ -127,8 +171,6 @@ class Logbook:
             return
         self._queue.append((maker, answer, columns, time.time()))
         self._added += n
-        if self._added - self._taken >= self.batch_rows and not self._wake.is_set():
-            self._wake.set()
 
     def _lose(self, n: int, reason: str) -> None:
         self._dropped[reason].inc(n)
@@ -176,7 +218,6 @@ class Logbook:
         target, failures = self._added, self._failures
         with self._progress:
             self._urgent.set()
-            self._wake.set()
             self._progress.wait_for(
                 lambda: self._done >= target or self._failures > failures, timeout)
         return self._done >= target
@@ -186,7 +227,6 @@ class Logbook:
         as lost."""
         self._closing = True
         self._urgent.set()
-        self._wake.set()
         if self._thread.is_alive():
             self._thread.join(timeout)
             self._abandoned = True
@@ -201,61 +241,62 @@ class Logbook:
     # ---- the writer thread -----------------------------------------------------------------
     def _run(self) -> None:
         self._probe()
-        backoff = BACKOFF_SECONDS[0]
         while not self._abandoned:
-            if self.problem is not None:
-                self._urgent.wait(backoff)
-                backoff = min(backoff * 2, BACKOFF_SECONDS[1])
-            else:
-                self._wake.wait(self.flush_seconds)
-                backoff = BACKOFF_SECONDS[0]
+            urgent = self._urgent.wait(CONVERT_SECONDS)
             self._urgent.clear()
-            self._wake.clear()
+            self._convert()
             self._report_loss()
-            if self.problem is not None and not self._probe():
-                continue
-            if self._drain() and self._closing and not self._queue:
+            now = time.monotonic()
+            if self.problem is not None:
+                if not urgent and now < self._retry_at:
+                    continue
+                self._retry_at = now + self._backoff
+                self._backoff = min(self._backoff * 2, BACKOFF_SECONDS[1])
+                if not self._probe():
+                    continue
+            due = urgent or len(self._rows) >= self.batch_rows or (
+                self._rows and now - self._oldest >= self.flush_seconds)
+            if due and self._write() and self._closing and not self._queue:
                 return
 
-    def _drain(self) -> bool:
-        """Write batches until the buffer is empty; False at the first failure."""
-        while not self._abandoned:
-            if not self._pending:
-                self._pending = self._take()
-                if not self._pending:
-                    return True
+    def _convert(self) -> None:
+        """Every queued request into rows (the request's own objects can then be freed)."""
+        queue, rows = self._queue, self._rows
+        if queue and not rows:
+            self._oldest = time.monotonic()
+        while queue:
+            maker, answer, columns, at = queue.popleft()
             try:
-                self.store.append(self._pending)
+                rows.extend(maker.rows(answer, columns, at))
+            except Exception:  # a bug here must not stop the log; the rows are counted
+                n = len(answer.ids)
+                log.exception("prediction log: %d rows could not be encoded", n)
+                self._done += n
+                self._lose(n, "unencodable")
+
+    def _write(self) -> bool:
+        """Write the converted rows in batches; False at the first failure (they are kept)."""
+        while self._rows and not self._abandoned:
+            batch = self._rows[:self.batch_rows]
+            try:
+                self.store.append(batch)
             except Exception as exc:  # any driver's error: kept, reported, retried
                 message = self._redact(" ".join(str(exc).split()))[:300]
                 self._attempt_failed(f"cannot write to the database ({type(exc).__name__}: "
                                      f"{message})")
                 return False
-            self._done += len(self._pending)
-            self._written.inc(len(self._pending))
-            self._pending = []
+            del self._rows[:len(batch)]
+            self._oldest = time.monotonic()
+            self._done += len(batch)
+            self._written.inc(len(batch))
             if self.problem is not None:
                 log.warning("prediction log: writing again (%d buffered)", self.buffered)
                 self.problem = None
+                self._backoff = BACKOFF_SECONDS[0]
                 self._degraded.set(0)
             with self._progress:
                 self._progress.notify_all()
-        return False
-
-    def _take(self) -> list[tuple]:
-        rows: list[tuple] = []
-        queue = self._queue
-        while queue and len(rows) < self.batch_rows:
-            maker, answer, columns, at = queue.popleft()
-            n = len(answer.ids)
-            self._taken += n
-            try:
-                rows.extend(maker.rows(answer, columns, at))
-            except Exception:  # a bug here must not stop the log; the rows are counted
-                log.exception("prediction log: %d rows could not be encoded", n)
-                self._done += n
-                self._lose(n, "unencodable")
-        return rows
+        return not self._abandoned
 
     def _probe(self) -> bool:
         """Whether the database answers with the schema this code writes. The service never
@@ -271,9 +312,10 @@ class Logbook:
                 f"the database schema is {current or 'empty'}, this service needs {head}: run "
                 "`python -m contracts.prediction_log upgrade` (or `mlops db upgrade`)")
             return False
-        if self.problem is not None and not self._pending and not self._queue:
+        if self.problem is not None and not self._rows and not self._queue:
             log.warning("prediction log: the database answers again")
             self.problem = None
+            self._backoff = BACKOFF_SECONDS[0]
             self._degraded.set(0)
         return True
 

@@ -52,7 +52,7 @@ class Settings:
     database_url: str | None = None
     prediction_log: bool = True
     log_buffer_rows: int = 50_000
-    log_batch_rows: int = 1000
+    log_batch_rows: int = 5000
     log_flush_seconds: float = 1.0
     quality_refresh_seconds: float = 5.0
     drift_window_rows: int = 1000

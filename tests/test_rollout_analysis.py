@@ -55,13 +55,18 @@ def service(trained_project, tmp_path_factory):
               lineage=Lineage(run_id=run_id, git_commit="0" * 40, data_hash="test"),
               promoted=Promotion(by="test", at=datetime.now(UTC)))
     pin.write(work / "model.yaml")
+    from contracts.prediction_log import migrate
+
+    database = f"sqlite:///{repo / '.mlflow' / 'predictions.db'}"
+    migrate.upgrade(database)
     port = free_port()
     log = work / "service.log"
     proc = launch([sys.executable, "-m", "service", "--host", "127.0.0.1", "--port", str(port)],
                   log, cwd=ROOT, env={
                       **env, "MODEL_PIN": str(work / "model.yaml"),
                       "MLFLOW_TRACKING_URI": f"sqlite:///{repo / '.mlflow' / 'mlflow.db'}",
-                      "MODEL_CACHE_DIR": str(work / "cache"), "DRIFT_MIN_ROWS": "20"})
+                      "MODEL_CACHE_DIR": str(work / "cache"), "DRIFT_MIN_ROWS": "20",
+                      "DATABASE_URL": database, "ALLOW_ANONYMOUS": "true"})
     url = f"http://127.0.0.1:{port}"
     try:
         wait_for("the service to load its pinned model",
