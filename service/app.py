@@ -29,10 +29,11 @@ ROUTES = frozenset({"/v1/predict", "/v1/feedback", "/v1/model", "/health", "/rea
 SECURITY = [{"apiKey": []}, {"bearerToken": []}]
 SECURITY_SCHEMES = {
     "apiKey": SecurityScheme(type="apiKey", name="X-API-Key", security_scheme_in="header",
-                             description="One of the keys in API_KEYS."),
+                             description="One of the keys in API_KEYS, with its scopes."),
     "bearerToken": SecurityScheme(type="http", scheme="bearer", bearer_format="JWT",
                                   description="A JWT with the endpoint's scope "
-                                              "(predict or feedback) and exp, aud and iss."),
+                                              "(predict or feedback; admin for lineage) and "
+                                              "exp, aud and iss."),
 }
 
 

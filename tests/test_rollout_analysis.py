@@ -43,7 +43,7 @@ def service(trained_project, tmp_path_factory):
     shutil.copytree(trained_project, repo, symlinks=True)
     env = {**os.environ}
     env.pop("MLFLOW_TRACKING_URI", None)  # the embedded store inside the copy
-    proc = subprocess.run([sys.executable, "-m", "pipelines.cli", "register"], cwd=repo,
+    proc = subprocess.run([sys.executable, "-m", "pipelines.cli", "register", "churn"], cwd=repo,
                           env=env, capture_output=True, text=True, timeout=300, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     found = re.search(r"version (\d+)\s+sha256 ([0-9a-f]{64})\s+run (\w+)", proc.stdout)
@@ -53,6 +53,7 @@ def service(trained_project, tmp_path_factory):
               model=ModelRef(name="churn", version=version, uri=f"models:/churn/{version}",
                              sha256=sha256),
               lineage=Lineage(run_id=run_id, git_commit="0" * 40, data_hash="test"),
+              metrics={"accuracy": 0.8, "roc_auc": 0.84},  # as promote copies them
               promoted=Promotion(by="test", at=datetime.now(UTC)))
     pin.write(work / "model.yaml")
     from contracts.prediction_log import migrate
@@ -72,7 +73,7 @@ def service(trained_project, tmp_path_factory):
         wait_for("the service to load its pinned model",
                  lambda: httpx.get(f"{url}/ready").status_code == 200, timeout=120,
                  proc=proc, log=log)
-        test = pd.read_parquet(repo / "data" / "split" / "test.parquet")
+        test = pd.read_parquet(repo / "data" / "churn" / "test.parquet")
         signature = json.loads((repo / "models" / "churn" / "signature.json").read_text())
         columns = [f["name"] for f in signature["features"]]
         yield url, test[columns], test[signature["target"]]
