@@ -62,9 +62,13 @@ start() {  # name tree env... : a service process of the tree at `tree`
   pids+=($!)
 }
 read -ra variants <<< "$VARIANTS"
-start off "$PWD" PREDICTION_LOG=off
-start sqlite "$PWD" DATABASE_URL="${dburl[sqlite]}"
-start postgresql "$PWD" DATABASE_URL="${dburl[postgresql]}"
+for v in "${variants[@]}"; do
+  case $v in
+    off) start off "$PWD" PREDICTION_LOG=off ;;
+    sqlite|postgresql) start "$v" "$PWD" DATABASE_URL="${dburl[$v]}" ;;
+    *) echo "unknown variant $v (off, sqlite, postgresql)" >&2; exit 2 ;;
+  esac
+done
 if [ -n "${BASELINE:-}" ]; then
   start baseline "$(cd "$BASELINE" && pwd)" PREDICTION_LOG=off
   variants+=(baseline)
