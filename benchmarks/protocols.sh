@@ -21,7 +21,9 @@ trap cleanup EXIT
 
 eval "$(python benchmarks/protocols_setup.py "$work" "${1:-churn}")"
 port=$(python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-MODEL_PIN=$PIN MLFLOW_TRACKING_URI=$TRACKING_URI MODEL_CACHE_DIR=$work/cache \
+# Open and without the prediction log: the serving path alone (benchmarks/prediction_log.sh
+# measures the log).
+ALLOW_ANONYMOUS=true PREDICTION_LOG=off MODEL_PIN=$PIN MLFLOW_TRACKING_URI=$TRACKING_URI MODEL_CACHE_DIR=$work/cache \
   python -m service --port "$port" >"$work/service.log" 2>&1 &
 pid=$!
 for _ in $(seq 1200); do curl -sf -o /dev/null "http://127.0.0.1:$port/ready" && break; sleep 0.1; done

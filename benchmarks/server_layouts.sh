@@ -13,7 +13,8 @@ cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null; wait 2>/dev/null || true; 
 trap cleanup EXIT
 setup=$(python benchmarks/serving_setup.py "$work")
 eval "$setup"
-export MODEL_PIN=$PIN MLFLOW_TRACKING_URI=$TRACKING_URI MODEL_CACHE_DIR=$work/cache
+export MODEL_PIN=$PIN MLFLOW_TRACKING_URI=$TRACKING_URI MODEL_CACHE_DIR=$work/cache \
+       ALLOW_ANONYMOUS=true PREDICTION_LOG=off
 port=$(python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 app=service.app:create_app
 layouts=(

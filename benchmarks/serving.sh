@@ -26,7 +26,9 @@ wait_for() {  # url, seconds
 }
 
 svc_port=$(free_port)
-MODEL_PIN=$PIN MLFLOW_TRACKING_URI=$TRACKING_URI MODEL_CACHE_DIR=$work/cache \
+# Open and without the prediction log: the serving path alone (benchmarks/prediction_log.sh
+# measures the log).
+ALLOW_ANONYMOUS=true PREDICTION_LOG=off MODEL_PIN=$PIN MLFLOW_TRACKING_URI=$TRACKING_URI MODEL_CACHE_DIR=$work/cache \
   python -m service --port "$svc_port" >"$work/service.log" 2>&1 &
 pids+=($!)
 mlf_port=$(free_port)

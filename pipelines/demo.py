@@ -194,9 +194,12 @@ def feedback_loop(repo: Path, rows: int = 300) -> None:
         labels = [{"prediction_id": p["prediction_id"], "label": t}
                   for p, t in zip(answered, truth)]
         print(f"$ curl -X POST {served.base}/v1/feedback -d '[...{rows} labels]'")
-        stored = served.post("/v1/feedback", labels)
-        summary = stored.get("accuracy", stored) if isinstance(stored, dict) else stored
-        print(f"  stored {rows} labels; live accuracy {json.dumps(summary)[:120]}")
+        stored = served.post("/v1/feedback", labels)["feedback"]
+        correct = sum(f["outcome"] == "correct" for f in stored)
+        live = json.loads(__import__("httpx").get(f"{served.base}/v1/model",
+                                                   timeout=5).text)["live_quality"]
+        print(f"  stored {len(stored)} labels ({correct} predictions were right); live quality "
+              f"per version, from the prediction log: {json.dumps(live)}")
     finally:
         served.stop()
 

@@ -1,8 +1,9 @@
 """`python -m service`: run the inference service (what `mlops serve` and the image start).
 
-One process: the model, the drift window and the prediction ids live in it, and one
-uvicorn process with uvloop and httptools measured faster per core here than the
-alternatives (see the README's service section).
+One process: the model and the drift window live in it (prediction ids and feedback in the
+prediction log's database), and one uvicorn process with uvloop and httptools measured faster
+per core here than the alternatives (see the README's service section). SIGTERM: uvicorn
+finishes the requests in flight, then the app's shutdown writes the prediction log's buffer.
 """
 from __future__ import annotations
 

@@ -13,6 +13,7 @@ from litestar.openapi.plugins import JsonRenderPlugin, SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from service import ratelimit
 from service.auth import Authenticator
 from service.metrics import Metrics, count_requests
 from service.openapi import forget_document
@@ -28,10 +29,11 @@ ROUTES = frozenset({"/v1/predict", "/v1/feedback", "/v1/model", "/health", "/rea
 SECURITY = [{"apiKey": []}, {"bearerToken": []}]
 SECURITY_SCHEMES = {
     "apiKey": SecurityScheme(type="apiKey", name="X-API-Key", security_scheme_in="header",
-                             description="One of the keys in API_KEYS."),
+                             description="One of the keys in API_KEYS, with its scopes."),
     "bearerToken": SecurityScheme(type="http", scheme="bearer", bearer_format="JWT",
                                   description="A JWT with the endpoint's scope "
-                                              "(predict or feedback) and an exp claim."),
+                                              "(predict or feedback; admin for lineage) and "
+                                              "exp, aud and iss."),
 }
 
 
@@ -42,12 +44,17 @@ def build_handlers(state: ServiceState) -> list[Any]:
     check = authenticator.check if authenticator.enabled else None
     security = SECURITY if authenticator.enabled else None
 
-    @get("/v1/model", operation_id="model", tags=["model"], responses=error_specs(503),
-         summary="The model in service: pin, digest, lineage, load time")
-    async def describe_model() -> ModelDescription:
+    @get("/v1/model", operation_id="model", tags=["model"], responses=error_specs(401, 503),
+         summary="The model in service: pin, digest, load time; lineage for the admin scope")
+    async def describe_model(request: Request) -> ModelDescription:
+        admin = authenticator.allows(request.headers, "admin")
         serving = serving_or_503(state)
+        await state.refresh_quality()
         m = serving.model
         pin = m.pin
+        promoted = pin.promoted.model_dump(mode="json") if pin.promoted else None
+        if promoted is not None and not admin:
+            promoted.pop("by", None)  # who promoted is an identity
         shadow = None
         if serving.shadow is not None:
             sm = serving.shadow.model
@@ -60,11 +67,12 @@ def build_handlers(state: ServiceState) -> list[Any]:
             name=m.ref.name, version=m.ref.version, uri=m.ref.uri, sha256=m.ref.sha256,
             environment=serving.environment, runtime=m.runtime,
             loaded_at=m.loaded_at.isoformat(),
-            lineage=pin.lineage.model_dump(mode="json") if pin.lineage else None,
-            metrics=dict(pin.metrics),
-            promoted=pin.promoted.model_dump(mode="json") if pin.promoted else None,
+            lineage=pin.lineage.model_dump(mode="json") if pin.lineage and admin else None,
+            metrics=dict(pin.metrics), promoted=promoted,
             pin_file=str(state.settings.model_pin), in_sync=state.in_sync, drift=drift,
-            shadow=shadow, signature=m.signature.model_dump(mode="json", exclude_none=True))
+            shadow=shadow, signature=m.signature.model_dump(mode="json", exclude_none=True),
+            live_quality=({str(v): q for v, q in state.feedback.quality.items()}
+                          if state.feedback is not None else None))
 
     @get("/health", operation_id="health", tags=["operations"], summary="Liveness")
     async def health() -> Health:
@@ -72,7 +80,7 @@ def build_handlers(state: ServiceState) -> list[Any]:
 
     @get("/ready", operation_id="ready", tags=["operations"],
          responses={503: ResponseSpec(data_container=Readiness, description="Not ready.")},
-         summary="Readiness: a pinned model is loaded and verified")
+         summary="Readiness: a pinned model is loaded and verified; the prediction log's state")
     async def ready() -> Response[Readiness]:
         serving = state.serving
         pinned = state.pin.model.uri if state.pin is not None and state.pin.model else None
@@ -81,11 +89,12 @@ def build_handlers(state: ServiceState) -> list[Any]:
             ready=serving is not None, reason=state.not_ready_reason(),
             model=ref.name if ref else None, version=ref.version if ref else None,
             sha256=ref.sha256 if ref else None, pinned=pinned, in_sync=state.in_sync,
-            failure=state.describe_failure())
+            failure=state.describe_failure(), logging=state.logging_status())
         return Response(body, status_code=200 if serving is not None else 503)
 
-    @get("/metrics", include_in_schema=False, sync_to_thread=False)
-    def metrics_endpoint() -> Response[bytes]:
+    @get("/metrics", include_in_schema=False)
+    async def metrics_endpoint() -> Response[bytes]:
+        await state.refresh_quality()
         state.refresh_gauges()
         return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
@@ -112,12 +121,15 @@ def create_app(settings: Settings | None = None) -> Litestar:
                 forget_document(app)
 
         state.on_swap = on_swap
+        state.start()
         task = asyncio.create_task(state.follow_pin(), name="follow-pin")
         try:
             yield
         finally:
             task.cancel()
-            state.shutdown()
+            # After uvicorn's graceful shutdown (SIGTERM): the prediction log's buffer is
+            # written before the process exits.
+            await asyncio.to_thread(state.shutdown)
 
     def too_large(_: Request, __: Exception) -> Response[ErrorBody]:
         detail = f"the body is larger than {settings.max_body_bytes} bytes (MAX_BODY_BYTES)"
@@ -127,6 +139,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
         route_handlers=build_handlers(state),
         exception_handlers={413: too_large},
         lifespan=[follow_pin],
+        middleware=[ratelimit.config(settings.rate_limit).middleware] if settings.rate_limit
+        else [],
         request_max_body_size=settings.max_body_bytes,
         openapi_config=OpenAPIConfig(
             title="gitops-ml inference", version="1",
@@ -138,8 +152,12 @@ def create_app(settings: Settings | None = None) -> Litestar:
         # refusals are expected and only counted.
         logging_config=LoggingConfig(
             log_exceptions="always",
-            disable_stack_trace={400, 401, 403, 404, 405, 409, 413, 422, 503},
-            root={"level": settings.log_level.upper(), "handlers": ["queue_listener"]}),
+            disable_stack_trace={400, 401, 403, 404, 405, 409, 413, 422, 429, 503},
+            root={"level": settings.log_level.upper(), "handlers": ["queue_listener"]},
+            # The prediction log's schema probe would log Alembic's every step.
+            loggers={"litestar": {"level": "INFO", "handlers": ["queue_listener"],
+                                  "propagate": False},
+                     "alembic": {"level": "WARNING"}}),
         debug=False,
     )
     app.state.service = state

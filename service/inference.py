@@ -1,7 +1,7 @@
 """One model version's prediction path, shared by every protocol (/v1, /v2, /invocations).
 
 The model answers; then, by the signature's task, the metrics, the drift window, the shadow
-model and the feedback store record what it said. Each protocol only decodes its request
+model and the prediction log record what it said. Each protocol only decodes its request
 into columns and encodes the `Answer` its own way.
 """
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from service.drift import DriftMonitor
-from service.feedback import FeedbackStore
+from service.logbook import Logbook, RowMaker, new_ids
 from service.metrics import Metrics
 from service.model import LoadedModel
 from service.shadow import ShadowRunner
@@ -27,22 +27,24 @@ class Answer:
     # binary: P(positive); regression: the value; multiclass: None (see `probabilities`)
     values: list[float] | None
     probabilities: np.ndarray | None  # classifiers: [rows, classes] in signature order
-    ids: list[str] | None        # prediction ids for feedback (None when not issued)
+    ids: list[str] | None        # prediction ids (None when neither asked for nor logged)
 
 
 class Predictor:
     """Runs one model version and records what it said; built once per model in service."""
 
-    def __init__(self, model: LoadedModel, metrics: Metrics, feedback: FeedbackStore,
-                 drift: DriftMonitor | None, shadow: ShadowRunner | None) -> None:
+    def __init__(self, model: LoadedModel, metrics: Metrics, logbook: Logbook | None,
+                 environment: str, drift: DriftMonitor | None,
+                 shadow: ShadowRunner | None) -> None:
         sig = model.signature
         self.model = model
         self.task = sig.task
         self.classes: tuple[str, ...] = tuple(sig.classes or ())
         self.drift = drift
         self.shadow = shadow
-        self._feedback = feedback
-        self._version = model.ref.version
+        ref = model.ref
+        self._log = logbook.add if logbook is not None else None
+        self._rows = RowMaker(ref.name, ref.version, ref.sha256, environment, sig)
         labels = {"model": model.ref.name, "version": str(model.ref.version)}
         self._by_class = {c: metrics.predictions.labels(**labels, **{"class": c})
                           for c in self.classes}
@@ -52,7 +54,9 @@ class Predictor:
                            if sig.task == "regression" else None)
 
     def __call__(self, columns: list[tuple[Any, ...]], issue_ids: bool = True) -> Answer:
-        """Predict rows given column by column in signature order, and record the answers."""
+        """Predict rows given column by column in signature order, and record the answers
+        (`issue_ids`: the caller answers with prediction ids; they are made anyway when
+        the prediction log is on)."""
         labels, scores = self.model.predict(columns)
         task = self.task
         single = len(scores) == 1
@@ -79,11 +83,13 @@ class Predictor:
                     self._histogram.observe(values[0])
                 else:
                     self._histogram.observe_many(positive)
-        ids = self._feedback.issue(self._version, predicted,
-                                   self.classes if labels is not None else None) \
-            if issue_ids else None
+        log = self._log
+        ids = new_ids(len(scores)) if issue_ids or log is not None else None
+        answer = Answer(labels, values, probabilities, ids)
+        if log is not None:
+            log(self._rows, answer, columns)
         if self.drift is not None:
             self.drift.observe(columns, values if values is not None else predicted)
         if self.shadow is not None:
             self.shadow.submit(columns, predicted)
-        return Answer(labels, values, probabilities, ids)
+        return answer

@@ -133,12 +133,35 @@ class Metrics:
             "gitops_ml_feedback_total",
             "Feedback received (outcome: correct or incorrect for classifiers, scored for "
             "regression).", ["outcome"], registry=r)
-        self.feedback_accuracy = Gauge("gitops_ml_feedback_accuracy",
-                                       "Classifiers: accuracy over the recent feedback window.",
-                                       registry=r)
-        self.feedback_mae = Gauge("gitops_ml_feedback_mae",
-                                  "Regression: mean absolute error over the recent feedback "
-                                  "window.", registry=r)
+        self.feedback_accuracy = Gauge(
+            "gitops_ml_feedback_accuracy",
+            "Classifiers: accuracy of the version in service over the newest labels of its "
+            "model (FEEDBACK_WINDOW_ROWS), from the prediction log: every replica agrees.",
+            registry=r)
+        self.feedback_mae = Gauge(
+            "gitops_ml_feedback_mae",
+            "Regression: mean absolute error of the version in service over the newest labels "
+            "of its model, from the prediction log.", registry=r)
+        self.feedback_quality = Gauge(
+            "gitops_ml_feedback_quality",
+            "Per version of the model in service, over the newest labels of the model: "
+            "measure=accuracy (classifiers), mae (regression) or labelled (labels counted).",
+            ["version", "measure"], registry=r)
+        self.log_written = Counter("gitops_ml_prediction_log_written_total",
+                                   "Predictions written to the prediction log.", registry=r)
+        self.log_dropped = Counter(
+            "gitops_ml_prediction_log_dropped_total",
+            "Predictions answered but never logged (reason: buffer_full, shutdown, "
+            "unencodable).", ["reason"], registry=r)
+        self.log_write_failures = Counter(
+            "gitops_ml_prediction_log_write_failures_total",
+            "Attempts to reach or write the prediction log's database that failed.", registry=r)
+        self.log_buffered = Gauge("gitops_ml_prediction_log_buffered_rows",
+                                  "Predictions waiting in the buffer to be written.", registry=r)
+        self.log_degraded = Gauge(
+            "gitops_ml_prediction_log_degraded",
+            "1 while the prediction log cannot be written (database down or schema behind).",
+            registry=r)
         self.model_test_metric = Gauge(
             "gitops_ml_model_test_metric",
             "The pinned model's test metrics as its pin records them (what the gates saw).",

@@ -78,36 +78,29 @@ class FeedbackRequest(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class FeedbackResponse(msgspec.Struct):
-    """How a classifier's prediction fared, and live accuracy over the feedback window."""
+    """How a classifier's prediction fared (the same answer when the same label comes again)."""
 
     prediction_id: str
     label: str
     predicted: str
     version: int
     outcome: str
-    accuracy: float
-    window: int
-
-
-class BatchFeedbackResponse(msgspec.Struct):
-    """Feedback for an array of predictions, in request order, and the window after it."""
-
-    feedback: list[Any]  # FeedbackResponse or RegressionFeedbackResponse
-    window: int
-    accuracy: float | None = None
-    mae: float | None = None
 
 
 class RegressionFeedbackResponse(msgspec.Struct):
-    """How far a regression prediction was, and live MAE over the feedback window."""
+    """How far a regression prediction was (the same answer when the same value comes again)."""
 
     prediction_id: str
     label: float
     predicted: float
     version: int
     error: float
-    mae: float
-    window: int
+
+
+class BatchFeedbackResponse(msgspec.Struct):
+    """Feedback for an array of predictions, in request order."""
+
+    feedback: list[Any]  # FeedbackResponse or RegressionFeedbackResponse
 
 
 class Health(msgspec.Struct):
@@ -115,7 +108,9 @@ class Health(msgspec.Struct):
 
 
 class Readiness(msgspec.Struct):
-    """Whether a verified model serves, and whether it is the one the pin names."""
+    """Whether a verified model serves, and whether it is the one the pin names; and whether
+    answered predictions reach the prediction log (`logging`: state off, ok or degraded, the
+    reason, rows buffered). A degraded log does not make the service unready."""
 
     ready: bool
     reason: str | None
@@ -125,10 +120,12 @@ class Readiness(msgspec.Struct):
     pinned: str | None
     in_sync: bool
     failure: dict[str, Any] | None
+    logging: dict[str, Any]
 
 
 class ModelDescription(msgspec.Struct):
-    """The model in service: pin, digest, lineage and when it was loaded."""
+    """The model in service: pin, digest, lineage and when it was loaded. Lineage (with the
+    training parameters) and who promoted it are shown to callers with the admin scope only."""
 
     name: str
     version: int
@@ -145,6 +142,8 @@ class ModelDescription(msgspec.Struct):
     drift: dict[str, Any]
     shadow: dict[str, Any] | None
     signature: dict[str, Any]
+    # Per version: labels in the feedback window and accuracy or MAE (from the prediction log).
+    live_quality: dict[str, dict[str, float]] | None = None
 
 
 class ErrorBody(msgspec.Struct):

@@ -17,20 +17,27 @@ from datetime import UTC, datetime
 from typing import Any
 
 from contracts.pin import ModelRef, Pin
+from contracts.prediction_log.store import PredictionLog
 from service import fetch
 from service import model as model_loader
 from service.drift import DriftMonitor
 from service.errors import LoadError
-from service.feedback import FeedbackStore, MemoryFeedbackStore
+from service.feedback import FeedbackDesk
 from service.inference import Predictor
+from service.logbook import Logbook
 from service.metrics import Metrics
 from service.model import LoadedModel
+from service.redact import Redactor
 from service.settings import Settings
 from service.shadow import ShadowRunner
 from service.validation import RequestCodec
 
 log = logging.getLogger("service.serving")
 RETRY_SECONDS = 30.0
+SHUTDOWN_FLUSH_SECONDS = 15.0  # within Kubernetes' default 30 s grace, after uvicorn's 10 s
+DATABASE_TIMEOUT_SECONDS = 5  # a PostgreSQL that does not answer is "down", not a hung request
+QUALITY_WAIT_SECONDS = 2.0  # /metrics answers with the last figures rather than wait longer
+QUALITY_WARN_SECONDS = 60.0
 _MISSING = ("missing",)
 
 
@@ -73,8 +80,18 @@ class ServiceState:
     def __init__(self, settings: Settings, metrics: Metrics) -> None:
         self.settings = settings
         self.metrics = metrics
-        self.feedback: FeedbackStore = MemoryFeedbackStore(settings.prediction_memory,
-                                                            settings.feedback_window_rows)
+        self.redact = Redactor([settings.tracking_uri, settings.database_url])
+        self.logbook: Logbook | None = None
+        self.feedback: FeedbackDesk | None = None
+        if settings.prediction_log and settings.database_url:
+            store = PredictionLog(with_timeout(settings.database_url))
+            self.logbook = Logbook(store, metrics, settings.log_buffer_rows,
+                                   settings.log_batch_rows, settings.log_flush_seconds,
+                                   self.redact)
+            self.feedback = FeedbackDesk(store, self.logbook, settings.feedback_window_rows,
+                                         self.redact)
+        self._refreshing: asyncio.Task | None = None
+        self._quality_warned = -QUALITY_WARN_SECONDS
         self.serving: Serving | None = None
         self.pin: Pin | None = None  # the newest pin read that parsed
         self.failure: Failure | None = None
@@ -173,12 +190,12 @@ class ServiceState:
                  new.model.runtime, pin.environment)
 
     def _fail(self, exc: LoadError, uri: str | None) -> None:
-        self.failure = Failure(exc.reason, exc.message, uri)
+        self.failure = Failure(exc.reason, self.redact(exc.message), uri)
         self._in_sync = False
         self._last_attempt = time.monotonic()
         self.metrics.load_failures.labels(reason=exc.reason).inc()
         keep = f"; still serving {self.serving.model.ref.uri}" if self.serving else ""
-        log.error("refused %s: %s%s", uri or "the pin", exc.message, keep)
+        log.error("refused %s: %s%s", uri or "the pin", self.failure.message, keep)
 
     def _load(self, ref: ModelRef, pin: Pin) -> LoadedModel:
         path = fetch.fetch_verified(ref, self.settings.tracking_uri, self.settings.cache_dir)
@@ -206,14 +223,16 @@ class ServiceState:
             except LoadError as exc:
                 # The primary is what users get; a bad shadow is reported, not fatal.
                 self.metrics.load_failures.labels(reason=exc.reason).inc()
-                shadow_failure = Failure(exc.reason, f"shadow: {exc.message}", pin.shadow.uri)
+                shadow_failure = Failure(exc.reason, self.redact(f"shadow: {exc.message}"),
+                                         pin.shadow.uri)
         if current is not None and current.model is primary:
             codec, drift = current.codec, current.drift  # same model: same rules, same window
         else:
             codec = RequestCodec(primary.signature, s.max_batch_rows)
             drift = (DriftMonitor(primary.signature, primary.reference, s.drift_window_rows,
                                   s.drift_min_rows) if primary.reference else None)
-        predictor = Predictor(primary, self.metrics, self.feedback, drift, shadow)
+        predictor = Predictor(primary, self.metrics, self.logbook, pin.environment, drift,
+                              shadow)
         return Serving(model=primary, codec=codec, predictor=predictor,
                        environment=pin.environment, shadow_failure=shadow_failure)
 
@@ -247,15 +266,61 @@ class ServiceState:
         if self.on_swap is not None:
             self.on_swap()
 
+    def start(self) -> None:
+        """Start background workers (the app's startup)."""
+        if self.logbook is not None:
+            self.logbook.start()
+
     def shutdown(self) -> None:
-        """Stop background workers."""
+        """Stop background workers, writing what the prediction log still buffers (blocks)."""
         if self.serving is not None and self.serving.shadow is not None:
             self.serving.shadow.stop()
+        if self.logbook is not None:
+            self.logbook.close(SHUTDOWN_FLUSH_SECONDS)
+
+    def logging_status(self) -> dict[str, Any]:
+        """The prediction log as /ready reports it: off, ok or degraded (and why)."""
+        if self.logbook is None:
+            return {"state": "off", "reason": "PREDICTION_LOG=off", "buffered": 0}
+        return self.logbook.status()
+
+    async def refresh_quality(self) -> None:
+        """Live quality of the model in service from the database, at most every
+        QUALITY_REFRESH_SECONDS; the last figures stay when the database is slow or down."""
+        serving, desk = self.serving, self.feedback
+        if serving is None or desk is None:
+            return
+        if self._refreshing is None or self._refreshing.done():
+            self._refreshing = asyncio.create_task(asyncio.to_thread(
+                desk.refresh, serving.model.ref.name, self.settings.quality_refresh_seconds))
+        try:
+            quality = await asyncio.wait_for(asyncio.shield(self._refreshing),
+                                             QUALITY_WAIT_SECONDS)
+        except Exception as exc:  # timeout or any driver's error: keep the last figures
+            now = time.monotonic()
+            if now - self._quality_warned >= QUALITY_WARN_SECONDS:  # once a minute at most
+                self._quality_warned = now
+                log.warning("live quality not refreshed (the last figures stay): %s",
+                            self.redact(" ".join(f"{type(exc).__name__}: {exc}".split()))[:300])
+            return
+        self._set_quality(serving, quality)
+
+    def _set_quality(self, serving: Serving, quality: dict[int, dict[str, float]]) -> None:
+        m = self.metrics
+        m.feedback_quality.clear()
+        for version, measures in quality.items():
+            for measure, value in measures.items():
+                m.feedback_quality.labels(version=str(version), measure=measure).set(value)
+        mine = quality.get(serving.model.ref.version, {})
+        m.feedback_accuracy.set(mine.get("accuracy", float("nan")))
+        m.feedback_mae.set(mine.get("mae", float("nan")))
 
     def refresh_gauges(self) -> None:
         """Compute the window statistics right before metrics are read."""
         serving = self.serving
         m = self.metrics
+        if self.logbook is not None:
+            self.logbook.refresh_gauges()
         if serving is None or serving.drift is None:
             m.drift_window_rows.set(0)
             return
@@ -268,3 +333,15 @@ class ServiceState:
     def describe_failure(self) -> dict[str, Any] | None:
         return self.failure.as_dict() if self.failure else None
 
+
+
+def with_timeout(url: str) -> str:
+    """`url` with a connect timeout for PostgreSQL (unless it sets one): a server that does not
+    answer fails a write or a label in seconds instead of hanging on the network's timeout."""
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    if not parsed.drivername.startswith("postgres") or "connect_timeout" in parsed.query:
+        return url
+    return parsed.update_query_dict({"connect_timeout": str(DATABASE_TIMEOUT_SECONDS)}) \
+        .render_as_string(hide_password=False)

@@ -347,10 +347,21 @@ class InProcessService(ServiceCalls):
         self.client.blocking_portal.call(self.state.sync_with_pin)
 
 
+def sqlite_log(path: Path) -> str:
+    """A migrated, empty prediction log in a SQLite file at `path`; its URL."""
+    from contracts.prediction_log import migrate
+
+    url = f"sqlite:///{path}"
+    migrate.upgrade(url)
+    return url
+
+
 @contextmanager
 def in_process(tmp: Path, reg: ServedRegistry, pin: Path, **settings: Any
                ) -> Iterator[InProcessService]:
-    """The app built from settings (the pin, the fixture's registry), started and stopped."""
+    """The app built from settings (the pin, the fixture's registry), started and stopped.
+    Open to anyone unless credentials are given; the prediction log is on when a
+    `database_url` is given (flushed often, live quality read at every scrape)."""
     from litestar.testing import TestClient
 
     from service.app import create_app
@@ -358,14 +369,18 @@ def in_process(tmp: Path, reg: ServedRegistry, pin: Path, **settings: Any
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     options = {"tracking_uri": reg.uri, "cache_dir": tmp / "model-cache",
-               "pin_poll_seconds": 0.05, **settings}
+               "pin_poll_seconds": 0.05, "allow_anonymous": True,
+               "prediction_log": bool(settings.get("database_url")),
+               "log_flush_seconds": 0.05, "quality_refresh_seconds": 0, **settings}
     app = create_app(Settings(model_pin=pin, **options))
     with TestClient(app, timeout=30) as client:
         yield InProcessService(client, app, pin)
 
 
 def start_service(tmp: Path, reg: ServedRegistry, pin: Path, **env: str) -> RunningService:
-    """Start `python -m service` on a free port; returns once /health answers."""
+    """Start `python -m service` on a free port; returns once /health answers. Open to anyone
+    unless `env` configures credentials; the prediction log is on when `env` names a
+    DATABASE_URL."""
     port = free_port()
     log = tmp / f"service-{port}.log"
     environ = {
@@ -376,6 +391,10 @@ def start_service(tmp: Path, reg: ServedRegistry, pin: Path, **env: str) -> Runn
         "PIN_POLL_SECONDS": "0.2",
         "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
         "PYTHONPATH": str(ROOT),
+        "ALLOW_ANONYMOUS": "true",
+        "PREDICTION_LOG": "on" if env.get("DATABASE_URL") else "off",
+        "LOG_FLUSH_SECONDS": "0.05",
+        "QUALITY_REFRESH_SECONDS": "0",
         **env,
     }
     proc = launch([sys.executable, "-m", "service", "--port", str(port)], log,

@@ -167,3 +167,23 @@ def test_an_older_image_leaves_a_newer_schema_alone(log_url):
     engine.dispose()
     assert migrate.upgrade(log_url) == ("0099", "0099")
     PredictionLog(log_url).write([prediction()])  # and it still logs
+
+
+def test_rows_appended_on_the_fast_path_read_back_like_written_ones(log_url):
+    import json
+
+    from contracts.prediction_log.store import ROW_COLUMNS
+
+    log = PredictionLog(log_url)
+    now = datetime.now(UTC).replace(microsecond=123456)
+    rows = [prediction(at=now - timedelta(days=d), tenure=d, Contract="One year")
+            for d in (200, 1)]
+    rows[1]["expires_at"] = None
+    log.append([tuple(json.dumps(r[c]) if c in ("features", "output") else r[c]
+                      for c in ROW_COLUMNS) for r in rows])
+    log.record_feedback([(r["id"], "Yes") for r in rows], regression=False)
+    back = log.labelled("churn")
+    assert [(r["id"], r["features"], r["created_at"]) for r in back] == [
+        (r["id"], r["features"], r["created_at"]) for r in rows]
+    assert log.prune(now) == {"predictions": 1, "labelled": 1}  # its 90 days ran out
+    assert log.count() == {"predictions": 1, "labelled": 1}

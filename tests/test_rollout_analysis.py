@@ -53,21 +53,27 @@ def service(trained_project, tmp_path_factory):
               model=ModelRef(name="churn", version=version, uri=f"models:/churn/{version}",
                              sha256=sha256),
               lineage=Lineage(run_id=run_id, git_commit="0" * 40, data_hash="test"),
+              metrics={"accuracy": 0.8, "roc_auc": 0.84},  # as promote copies them
               promoted=Promotion(by="test", at=datetime.now(UTC)))
     pin.write(work / "model.yaml")
+    from contracts.prediction_log import migrate
+
+    database = f"sqlite:///{repo / '.mlflow' / 'predictions.db'}"
+    migrate.upgrade(database)
     port = free_port()
     log = work / "service.log"
     proc = launch([sys.executable, "-m", "service", "--host", "127.0.0.1", "--port", str(port)],
                   log, cwd=ROOT, env={
                       **env, "MODEL_PIN": str(work / "model.yaml"),
                       "MLFLOW_TRACKING_URI": f"sqlite:///{repo / '.mlflow' / 'mlflow.db'}",
-                      "MODEL_CACHE_DIR": str(work / "cache"), "DRIFT_MIN_ROWS": "20"})
+                      "MODEL_CACHE_DIR": str(work / "cache"), "DRIFT_MIN_ROWS": "20",
+                      "DATABASE_URL": database, "ALLOW_ANONYMOUS": "true"})
     url = f"http://127.0.0.1:{port}"
     try:
         wait_for("the service to load its pinned model",
                  lambda: httpx.get(f"{url}/ready").status_code == 200, timeout=120,
                  proc=proc, log=log)
-        test = pd.read_parquet(repo / "data" / "split" / "test.parquet")
+        test = pd.read_parquet(repo / "data" / "churn" / "test.parquet")
         signature = json.loads((repo / "models" / "churn" / "signature.json").read_text())
         columns = [f["name"] for f in signature["features"]]
         yield url, test[columns], test[signature["target"]]

@@ -9,7 +9,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from service_fixtures import in_process, sklearn_probability, start_service, write_pin
+from service_fixtures import (
+    in_process,
+    sklearn_probability,
+    sqlite_log,
+    start_service,
+    write_pin,
+)
 
 pytest_plugins = ("service_fixtures",)
 WINDOW = 200
@@ -132,25 +138,35 @@ def test_model_endpoint_and_readiness_prove_what_is_served(service, served_regis
 def test_feedback_scores_predictions_and_exports_live_accuracy(served_registry, tmp_path):
     reg = served_registry
     pin = write_pin(tmp_path / "model.yaml", reg, 1)
-    with in_process(tmp_path, reg, pin) as service:  # its own: the window starts empty
+    log = sqlite_log(tmp_path / "log.db")
+    with in_process(tmp_path, reg, pin, database_url=log) as service:
         service.wait_ready(1)
         body = service.post("/v1/predict", json=reg.records(20, start=40)).json()
         truth = list(reg.labels.iloc[40:60])
+        answers = []
         for prediction, label in zip(body["predictions"], truth):
             r = service.post("/v1/feedback", json={
                 "prediction_id": prediction["prediction_id"], "label": label})
             assert r.status_code == 200, r.text
             assert r.json()["outcome"] == ("correct" if prediction["prediction"] == label
                                            else "incorrect")
+            answers.append(r.json())
         correct = sum(p["prediction"] == t for p, t in zip(body["predictions"], truth))
         assert service.metric("gitops_ml_feedback_total", outcome="correct") == correct
         assert service.metric("gitops_ml_feedback_total", outcome="incorrect") == 20 - correct
         assert service.metric("gitops_ml_feedback_accuracy") == correct / 20
-        assert r.json()["accuracy"] == correct / 20 and r.json()["window"] == 20
+        assert service.metric("gitops_ml_feedback_quality", version="1",
+                              measure="labelled") == 20
+        assert service.get("/v1/model").json()["live_quality"] == {
+            "1": {"labelled": 20, "accuracy": correct / 20}}
         first = body["predictions"][0]["prediction_id"]
         again = service.post("/v1/feedback", json={"prediction_id": first, "label": truth[0]})
-        assert again.status_code == 409 and "already" in again.json()["detail"]
-        unknown = service.post("/v1/feedback", json={"prediction_id": "nope-1", "label": "Yes"})
+        assert again.status_code == 200 and again.json() == answers[0]  # idempotent
+        other = "No" if truth[0] == "Yes" else "Yes"
+        changed = service.post("/v1/feedback", json={"prediction_id": first, "label": other})
+        assert changed.status_code == 409 and "labelled" in changed.json()["detail"]
+        assert service.metric("gitops_ml_feedback_total", outcome="correct") == correct
+        unknown = service.post("/v1/feedback", json={"prediction_id": "0" * 32, "label": "Yes"})
         assert unknown.status_code == 404 and "unknown prediction id" in unknown.json()["detail"]
         bad = service.post("/v1/feedback", json={"prediction_id": body["predictions"][1][
             "prediction_id"], "label": "Maybe"})
@@ -218,7 +234,8 @@ SCHEMATHESIS_CHECKS = ("not_a_server_error", "status_code_conformance",
 @pytest.mark.slow
 def test_schemathesis_finds_no_server_error_and_no_schema_violation(served_registry, tmp_path):
     pin = write_pin(tmp_path / "model.yaml", served_registry, 1)
-    running = start_service(tmp_path, served_registry, pin, MAX_BATCH_ROWS="50")
+    running = start_service(tmp_path, served_registry, pin, MAX_BATCH_ROWS="50",
+                            DATABASE_URL=sqlite_log(tmp_path / "log.db"))
     try:
         running.wait_ready(1)
         _schemathesis(running.url, tmp_path)

@@ -42,7 +42,10 @@ def test_mlops_serve_runs_the_environments_pin_and_follows_it(tmp_path, served_r
     service = RunningService(f"http://127.0.0.1:{port}", proc, log,
                              repo / "environments" / "staging" / "churn" / "model.yaml")
     try:
-        assert service.wait_ready(1)["sha256"] == reg.digests[1]
+        ready = service.wait_ready(1)
+        assert ready["sha256"] == reg.digests[1]
+        assert ready["logging"]["state"] == "ok"  # the embedded log, migrated by mlops serve
+        answered = service.post("/v1/predict", json=reg.records(3)).json()["predictions"]
         write_pin(service.pin, reg, 2)  # what a merged promotion does to the checkout
         service.wait_ready(2)
         assert service.get("/v1/model").json()["environment"] == "staging"
@@ -53,6 +56,21 @@ def test_mlops_serve_runs_the_environments_pin_and_follows_it(tmp_path, served_r
     output = log.read_text(errors="replace")
     assert proc.returncode == -signal.SIGTERM, output[-3000:]
     assert "Application shutdown complete" in output
+    assert "ALLOW_ANONYMOUS=true" in output and "predictions.db (schema 0001" in output
+    from contracts.prediction_log.store import PredictionLog
+
+    logged = PredictionLog(f"sqlite:///{repo / '.mlflow' / 'predictions.db'}").count("churn")
+    assert logged == {"predictions": len(answered), "labelled": 0}
+
+
+def test_mlops_serve_refuses_to_serve_anyone_beyond_this_machine_without_credentials(tmp_path):
+    repo = _repo(tmp_path)
+    env = {k: v for k, v in os.environ.items() if k not in ("API_KEYS", "ALLOW_ANONYMOUS")}
+    proc = subprocess.run([str(MLOPS), "serve", "--env", "staging", "--host", "0.0.0.0",
+                           "--port", str(free_port())], cwd=repo, env=env,
+                          capture_output=True, text=True, check=False, timeout=60)
+    assert proc.returncode == 2
+    assert "no authentication is configured" in proc.stderr
 
 
 def test_mlops_serve_names_the_environments_it_knows(tmp_path):

@@ -9,7 +9,7 @@ import struct
 
 import numpy as np
 import pytest
-from service_fixtures import in_process, write_pin
+from service_fixtures import in_process, sqlite_log, write_pin
 
 pytest_plugins = ("service_fixtures",)
 TASKS = ("binary", "multiclass", "regression")
@@ -31,7 +31,7 @@ def served(request, served_registry, tmp_path_factory):
     tmp = tmp_path_factory.mktemp(f"protocols-{request.param}")
     pin = write_pin(tmp / "model.yaml", served_registry, 1, model=task.name)
     with in_process(tmp, served_registry, pin, max_batch_rows=200, max_body_bytes=300_000,
-                    drift_window_rows=1000) as svc:
+                    drift_window_rows=1000, database_url=sqlite_log(tmp / "log.db")) as svc:
         svc.wait_ready(1)
         yield svc, task
 

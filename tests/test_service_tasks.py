@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 import pytest
-from service_fixtures import ODD_NAME, in_process, write_pin
+from service_fixtures import ODD_NAME, in_process, sqlite_log, write_pin
 
 pytest_plugins = ("service_fixtures",)
 TASKS = ("binary", "multiclass", "regression")
@@ -30,11 +30,12 @@ def served(request, served_registry, tmp_path_factory):
 
 @pytest.fixture()
 def fresh(served_registry, tmp_path):
-    """A service of its own per test, so feedback windows start empty."""
+    """A service of its own per test, on an empty prediction log (SQLite)."""
     def start(task_name: str):
         task = served_registry.tasks[task_name]
         pin = write_pin(tmp_path / "model.yaml", served_registry, 1, model=task.name)
-        return in_process(tmp_path, served_registry, pin), task
+        return in_process(tmp_path, served_registry, pin,
+                          database_url=sqlite_log(tmp_path / "log.db")), task
     return start
 
 
@@ -158,23 +159,22 @@ def test_feedback_gives_live_accuracy_or_mae(fresh, task_name):
             r = svc.post("/v1/feedback", json={"prediction_id": p["prediction_id"], "label": label})
             assert r.status_code == 200, r.text
             answers.append(r.json())
-        last = answers[-1]
-        assert last["window"] == 12
+        assert svc.metric("gitops_ml_feedback_quality", version="1", measure="labelled") == 12
         if task.task == "regression":
             errors = [abs(float(t) - p["prediction"]) for p, t in zip(predictions, truth)]
             assert [a["error"] for a in answers] == pytest.approx(errors, abs=1e-9)
-            assert last["mae"] == pytest.approx(sum(errors) / 12, abs=1e-9)
-            assert svc.metric("gitops_ml_feedback_mae") == pytest.approx(last["mae"], abs=1e-9)
+            assert svc.metric("gitops_ml_feedback_mae") == pytest.approx(sum(errors) / 12,
+                                                                         abs=1e-9)
             assert svc.metric("gitops_ml_feedback_total", outcome="scored") == 12
             assert math.isnan(svc.metric("gitops_ml_feedback_accuracy"))
             refused = svc.post("/v1/feedback", json={"prediction_id": predictions[0][
                 "prediction_id"], "label": "high"})
+            other = answers[0]["label"] + 1
         else:
             correct = sum(p["prediction"] == str(t) for p, t in zip(predictions, truth))
             assert [a["outcome"] for a in answers] == [
                 "correct" if p["prediction"] == str(t) else "incorrect"
                 for p, t in zip(predictions, truth)]
-            assert last["accuracy"] == correct / 12
             assert svc.metric("gitops_ml_feedback_accuracy") == correct / 12
             assert svc.metric("gitops_ml_feedback_total", outcome="correct") == correct
             assert (svc.metric("gitops_ml_feedback_total", outcome="incorrect") or 0) == \
@@ -182,11 +182,16 @@ def test_feedback_gives_live_accuracy_or_mae(fresh, task_name):
             assert math.isnan(svc.metric("gitops_ml_feedback_mae"))
             refused = svc.post("/v1/feedback", json={"prediction_id": predictions[0][
                 "prediction_id"], "label": 3.5})
+            other = next(c for c in task.signature.classes if c != answers[0]["label"])
         assert refused.status_code == 422  # the other task's kind of label
-        again = svc.post("/v1/feedback", json={"prediction_id": predictions[0]["prediction_id"],
+        first = predictions[0]["prediction_id"]
+        again = svc.post("/v1/feedback", json={"prediction_id": first,
                                                "label": answers[0]["label"]})
-        assert again.status_code == 409 and "already" in again.json()["detail"]
-        unknown = svc.post("/v1/feedback", json={"prediction_id": "nope-1", "label": "x"})
+        assert again.status_code == 200 and again.json() == answers[0]
+        changed = svc.post("/v1/feedback", json={"prediction_id": first, "label": other})
+        assert changed.status_code == 409 and "already" in changed.json()["detail"]
+        unknown = svc.post("/v1/feedback", json={"prediction_id": "nope-1",
+                                                 "label": answers[0]["label"]})
         assert unknown.status_code == 404 and "unknown prediction id" in unknown.json()["detail"]
 
 
@@ -251,22 +256,26 @@ def test_feedback_for_a_batch_is_recorded_whole_or_not_at_all(fresh, task_name):
         items = [{"prediction_id": p["prediction_id"], "label": t}
                  for p, t in zip(predictions, truth)]
         # One unknown id among good ones: refused, naming it, and nothing is recorded.
-        bad = svc.post("/v1/feedback", json=[*items[:3], {"prediction_id": "nope-1",
+        bad = svc.post("/v1/feedback", json=[*items[:3], {"prediction_id": "0" * 32,
                                                          "label": truth[0]}])
         assert bad.status_code == 404 and "item 3" in bad.json()["detail"]
-        twice = svc.post("/v1/feedback", json=[items[0], items[0]])
-        assert twice.status_code == 409 and "item 1" in twice.json()["detail"]
+        other = truth[0] + 1 if task.task == "regression" else \
+            next(c for c in task.signature.classes if c != truth[0])
+        twice = svc.post("/v1/feedback", json=[items[0], dict(items[0], label=other)])
+        assert twice.status_code == 409 and "item 0" in twice.json()["detail"]
         assert (svc.metric("gitops_ml_feedback_total", outcome="scored") or 0) == 0
         assert (svc.metric("gitops_ml_feedback_total", outcome="correct") or 0) == 0
+        assert svc.metric("gitops_ml_feedback_quality", version="1", measure="labelled") is None
         stored = svc.post("/v1/feedback", json=items)
         assert stored.status_code == 200, stored.text
         body = stored.json()
-        assert body["window"] == 5 and len(body["feedback"]) == 5
         assert [f["prediction_id"] for f in body["feedback"]] == [i["prediction_id"]
                                                                  for i in items]
+        assert svc.metric("gitops_ml_feedback_quality", version="1", measure="labelled") == 5
         if task.task == "regression":
             errors = [abs(t - p["prediction"]) for p, t in zip(predictions, truth)]
-            assert body["mae"] == pytest.approx(sum(errors) / 5, abs=1e-9)
+            assert svc.metric("gitops_ml_feedback_mae") == pytest.approx(sum(errors) / 5,
+                                                                         abs=1e-9)
         else:
             correct = sum(p["prediction"] == t for p, t in zip(predictions, truth))
-            assert body["accuracy"] == correct / 5
+            assert svc.metric("gitops_ml_feedback_accuracy") == correct / 5

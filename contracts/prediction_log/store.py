@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import msgspec
 from sqlalchemy import and_, case, create_engine, delete, event, func, insert, select
 from sqlalchemy.engine import Engine
 
@@ -14,6 +15,14 @@ from contracts.prediction_log.migrate import sqlalchemy_url
 from contracts.prediction_log.schema import feedback, predictions
 
 SQLITE_BUSY_MS = 30_000
+# The order of a row given to `PredictionLog.append` (features and output as JSON text).
+ROW_COLUMNS = ("id", "model", "version", "digest", "environment", "variant", "created_at",
+               "expires_at", "features", "predicted_label", "predicted_value", "output")
+_CREATED, _EXPIRES = ROW_COLUMNS.index("created_at"), ROW_COLUMNS.index("expires_at")
+_SQLITE_APPEND = (f"INSERT INTO predictions ({', '.join(ROW_COLUMNS)}) SELECT "
+                  + ", ".join(f"json_extract(value, '$[{i}]')" for i in range(len(ROW_COLUMNS)))
+                  + " FROM json_each(?)")
+_ENCODER = msgspec.json.Encoder()
 
 
 def engine_for(url: str) -> Engine:
@@ -29,6 +38,8 @@ def engine_for(url: str) -> Engine:
             cursor = connection.cursor()
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA synchronous=NORMAL")
+            # The random ids' index outgrows the default 2 MiB cache within a day of traffic.
+            cursor.execute("PRAGMA cache_size=-32768")
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.close()
         return engine
@@ -72,6 +83,41 @@ class PredictionLog:
         if rows:
             with self.engine.begin() as connection:
                 connection.execute(insert(predictions), list(rows))
+
+    def append(self, rows: Sequence[tuple]) -> None:
+        """Insert answered predictions given as tuples in ROW_COLUMNS order, their features and
+        output already JSON text (one transaction): the service's fast path, a few microseconds
+        a row where `write` spends tens. PostgreSQL takes them by COPY; SQLite as one JSON
+        array in one statement, so that its work runs without Python's interpreter lock
+        (executemany takes the lock back for every row, from a service's busy event loop)."""
+        if not rows:
+            return
+        with self.engine.begin() as connection:
+            driver = connection.connection.driver_connection
+            if self.engine.dialect.name == "postgresql":
+                with driver.cursor() as cursor, cursor.copy(
+                        f"COPY predictions ({', '.join(ROW_COLUMNS)}) FROM STDIN") as copy:
+                    for row in rows:
+                        copy.write_row(row)
+                return
+            # SQLite keeps times as text in SQLAlchemy's format, which its reads parse back;
+            # the rows of one request share their times, so each is formatted once.
+            stamp = self._sqlite_time
+            texts: dict[Any, Any] = {None: None}
+            stamped = []
+            for r in rows:
+                c, e = r[_CREATED], r[_EXPIRES]
+                if c not in texts:
+                    texts[c] = stamp(c)
+                if e not in texts:
+                    texts[e] = stamp(e)
+                stamped.append((*r[:_CREATED], texts[c], texts[e], *r[_EXPIRES + 1:]))
+            driver.execute(_SQLITE_APPEND, (_ENCODER.encode(stamped).decode(),))
+
+    @property
+    def _sqlite_time(self):
+        return predictions.c.created_at.type.dialect_impl(self.engine.dialect).bind_processor(
+            self.engine.dialect)
 
     def record_feedback(self, items: Sequence[tuple[str, str | float]], *,
                         regression: bool) -> list[Outcome]:

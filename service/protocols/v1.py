@@ -6,15 +6,23 @@ classifier's prediction (live accuracy) or the true value of a regressor's (live
 """
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Annotated, Any
 
 import msgspec
 from litestar import Request, Response, post
-from litestar.exceptions import NotFoundException
+from litestar.exceptions import NotFoundException, ServiceUnavailableException
 
+from contracts.prediction_log.store import Outcome
 from contracts.signature import Signature
-from service.feedback import AlreadyAnswered, InvalidTruth, UnknownPrediction
+from service.feedback import (
+    AlreadyAnswered,
+    InvalidTruth,
+    LogUnavailable,
+    UnknownPrediction,
+    check_truth,
+)
 from service.inference import Answer
 from service.openapi import operation_with_body
 from service.protocols.common import (
@@ -134,21 +142,18 @@ def build(state: ServiceState, check: Callable[[Any, str], None] | None,
     def feedback_answer() -> dict[str, Any]:
         serving = state.serving
         regression = serving is not None and not serving.model.signature.is_classifier
-        common = {"prediction_id": {"type": "string"}, "version": {"type": "integer"},
-                  "window": {"type": "integer"}}
+        common = {"prediction_id": {"type": "string"}, "version": {"type": "integer"}}
         if regression:
             item = {"type": "object", "properties": {
                 **common, "label": {"type": "number"}, "predicted": {"type": "number"},
-                "error": {"type": "number"}, "mae": {"type": "number"}}}
+                "error": {"type": "number"}}}
         else:
             item = {"type": "object", "properties": {
                 **common, "label": {"type": "string"}, "predicted": {"type": "string"},
-                "outcome": {"type": "string", "enum": ["correct", "incorrect"]},
-                "accuracy": {"type": "number"}}}
+                "outcome": {"type": "string", "enum": ["correct", "incorrect"]}}}
         item["required"] = list(item["properties"])
-        batch = {"type": "object", "required": ["feedback", "window"], "properties": {
-            "feedback": {"type": "array", "items": item}, "window": {"type": "integer"},
-            "accuracy": {"type": ["number", "null"]}, "mae": {"type": ["number", "null"]}}}
+        batch = {"type": "object", "required": ["feedback"], "properties": {
+            "feedback": {"type": "array", "items": item}}}
         return {"oneOf": [item, batch]}
 
     @post("/v1/predict", operation_id="predict", status_code=200, security=security,
@@ -174,16 +179,23 @@ def build(state: ServiceState, check: Callable[[Any, str], None] | None,
 
     @post("/v1/feedback", operation_id="feedback", status_code=200, security=security,
           tags=["predictions"], responses=error_specs(
-              400, 401, 403, 404, 409, 413, 422,
-              text={422: "The label is not a class of the model (regression: not a number)."}),
+              400, 401, 403, 404, 409, 413, 422, 503,
+              text={422: "The label is not a class of the model (regression: not a number).",
+                    503: "No model is in service, or the prediction log cannot be reached: "
+                         "nothing was stored (send it again)."}),
           operation_class=operation_with_body(
               feedback_body, "The true class (regression: the true value) of a prediction, "
-                             "or an array of them (all recorded, or none).",
-              feedback_answer, "How each prediction fared, and live accuracy or MAE."),
+                             "or an array of them (all stored, or none).",
+              feedback_answer, "Stored: how each prediction fared."),
           summary="Report the truth about an earlier prediction")
     async def feedback(request: Request) -> Response[bytes]:
         if check is not None:
             check(request.headers, "feedback")
+        serving = serving_or_503(state)
+        desk = state.feedback
+        if desk is None:
+            raise ServiceUnavailableException("feedback needs the prediction log, and this "
+                                              "service runs with PREDICTION_LOG=off")
         body = await request.body()
         try:
             data = _FEEDBACK_DECODER.decode(body)
@@ -191,48 +203,49 @@ def build(state: ServiceState, check: Callable[[Any, str], None] | None,
             raise UnprocessableBody(detail=f"invalid feedback: {exc}") from None
         except msgspec.DecodeError as exc:
             raise MalformedBody(detail=f"the body is not valid JSON ({exc})") from None
-        store = state.feedback
         items = data if isinstance(data, list) else [data]
         if len(items) > max_rows:
             raise UnprocessableBody(detail=f"a batch holds at most {max_rows} items")
-        seen: set[str] = set()
-        for k, item in enumerate(items):  # all or nothing: check every item first
-            where = f"item {k}: " if isinstance(data, list) else ""
+        batch = isinstance(data, list)
+        where = {i.prediction_id: f"item {k}: " if batch else "" for k, i in
+                 reversed(list(enumerate(items)))}
+        sig = serving.model.signature
+        classes = tuple(sig.classes or ()) if sig.is_classifier else None
+        for item in items:  # all or nothing: check every label before storing any
             try:
-                if item.prediction_id in seen:
-                    raise AlreadyAnswered(item.prediction_id)
-                seen.add(item.prediction_id)
-                store.check(item.prediction_id, item.label)
-            except UnknownPrediction:
-                raise NotFoundException(
-                    detail=f"{where}unknown prediction id {item.prediction_id!r}: it was not "
-                           f"issued by this replica or is older than the last {store.memory} "
-                           "predictions") from None
-            except AlreadyAnswered:
-                raise Conflict(detail=f"{where}feedback for prediction "
-                                      f"{item.prediction_id!r} was already recorded") from None
+                check_truth(item.label, classes)
             except InvalidTruth as exc:
-                raise UnprocessableBody(detail=f"{where}{exc}") from None
-        answers = [_score(store.record(i.prediction_id, i.label), i) for i in items]
-        if not isinstance(data, list):
-            return json_response(answers[0])
-        last = answers[-1]
-        accuracy = getattr(last, "accuracy", None)
-        return json_response(BatchFeedbackResponse(answers, last.window, accuracy,
-                                                   getattr(last, "mae", None)))
+                raise UnprocessableBody(detail=f"{where[item.prediction_id]}{exc}") from None
+        model = serving.model.ref.name
+        try:
+            outcomes = await asyncio.to_thread(
+                desk.record, model, [(i.prediction_id, i.label) for i in items],
+                classes is None)
+        except UnknownPrediction as exc:
+            raise NotFoundException(
+                detail=f"{where[exc.prediction_id]}unknown prediction id {exc.prediction_id!r}: "
+                       f"no prediction of {model} has it") from None
+        except AlreadyAnswered as exc:
+            raise Conflict(detail=f"{where[exc.prediction_id]}{exc.message}; nothing was "
+                                  "stored") from None
+        except LogUnavailable as exc:
+            raise ServiceUnavailableException(f"{exc}; nothing was stored") from None
+        answers = [_answer(o, i, classes is None) for o, i in zip(outcomes, items)]
+        return json_response(BatchFeedbackResponse(answers) if batch else answers[0])
 
-    def _score(scored, item: FeedbackRequest) -> FeedbackResponse | RegressionFeedbackResponse:
-        metrics = state.metrics
-        if scored.correct is None:
-            metrics.feedback.labels(outcome="scored").inc()
-            metrics.feedback_mae.set(scored.mae)
+    def _answer(outcome: Outcome, item: FeedbackRequest, regression: bool
+                ) -> FeedbackResponse | RegressionFeedbackResponse:
+        counted = outcome.status == "stored"  # a repeat is answered again, not counted again
+        if regression:
+            if counted:
+                state.metrics.feedback.labels(outcome="scored").inc()
             return RegressionFeedbackResponse(item.prediction_id, float(item.label),
-                                              scored.predicted, scored.version, scored.error,
-                                              scored.mae, scored.window)
-        outcome = "correct" if scored.correct else "incorrect"
-        metrics.feedback.labels(outcome=outcome).inc()
-        metrics.feedback_accuracy.set(scored.accuracy)
-        return FeedbackResponse(item.prediction_id, item.label, scored.predicted, scored.version,
-                                outcome, scored.accuracy, scored.window)
+                                              outcome.predicted, outcome.version,
+                                              outcome.abs_error)
+        verdict = "correct" if outcome.correct else "incorrect"
+        if counted:
+            state.metrics.feedback.labels(outcome=verdict).inc()
+        return FeedbackResponse(item.prediction_id, item.label, outcome.predicted,
+                                outcome.version, verdict)
 
     return [predict, feedback]
