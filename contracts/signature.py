@@ -8,6 +8,7 @@ code or the declaration itself.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Literal
 
@@ -17,6 +18,9 @@ from contracts.files import atomic_write_text
 
 Task = Literal["binary", "multiclass", "regression"]
 TASKS: tuple[str, ...] = ("binary", "multiclass", "regression")
+# An integer feature slices live by each of its values only when its declared range is this
+# narrow (0/1 flags, small codes): more values would be more series than a dashboard can read.
+MAX_SLICE_VALUES = 50
 
 
 class Feature(BaseModel):
@@ -46,6 +50,19 @@ class Feature(BaseModel):
         return self
 
 
+class SliceRules(BaseModel):
+    """The declaration's slice rules that outlive the gates: the features that slice the
+    labelled predictions, each slice's floors (higher is better) and ceilings (lower is better)
+    on a slice metric, and how many labelled rows a slice needs before a rule judges it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    columns: list[str] = Field(min_length=1)
+    min_rows: int = Field(50, ge=1)
+    floors: dict[str, float] = Field(default_factory=dict)
+    ceilings: dict[str, float] = Field(default_factory=dict)
+
+
 class Signature(BaseModel):
     """Names, order and rules of the features, and what the model predicts."""
 
@@ -62,6 +79,8 @@ class Signature(BaseModel):
     never_log: list[str] = Field(default_factory=list)
     # Days the prediction log keeps this model's predictions (None: until deleted by hand).
     retention_days: int | None = Field(None, ge=1)
+    # The slice rules, so the service watches each slice's live metric against its floor.
+    slices: SliceRules | None = None
 
     @model_validator(mode="after")
     def _task_shape(self) -> Signature:
@@ -90,11 +109,30 @@ class Signature(BaseModel):
         unknown = [n for n in self.never_log if n not in names]
         if unknown:
             raise ValueError(f"never_log names {unknown}, which are not features")
+        if self.slices is not None and (
+                unknown := [c for c in self.slices.columns if c not in names]):
+            raise ValueError(f"slices names {unknown}, which are not features")
         return self
 
     @property
     def feature_names(self) -> list[str]:
         return [f.name for f in self.features]
+
+    def slice_values(self) -> dict[str, list[str]]:
+        """The slice columns watched live, each with its values as the gates name them (a
+        category's categories; an integer's every value when its declared range holds at most
+        MAX_SLICE_VALUES). Numbers and wide integers are left out: nothing declares their
+        bins, and a series per value would be unbounded."""
+        out: dict[str, list[str]] = {}
+        by_name = {f.name: f for f in self.features}
+        for column in self.slices.columns if self.slices is not None else ():
+            f = by_name[column]
+            if f.type == "category":
+                out[column] = list(f.categories or ())
+            elif f.type == "integer" and f.min is not None and f.max is not None \
+                    and f.max - f.min < MAX_SLICE_VALUES:
+                out[column] = [str(v) for v in range(math.ceil(f.min), math.floor(f.max) + 1)]
+        return out
 
     @property
     def is_classifier(self) -> bool:

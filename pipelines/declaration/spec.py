@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from contracts.signature import Feature, Signature, Task
+from contracts.signature import Feature, Signature, SliceRules, Task
 from pipelines.estimators import ESTIMATORS
 from pipelines.metric_names import SLICE_METRICS, key_metrics
 
@@ -301,4 +301,8 @@ class Declaration(_Strict):
             positive_class=self.positive_class,
             features=[Feature(name=n, type=f.type, categories=f.categories, min=f.min,
                               max=f.max, nullable=f.nullable) for n, f in self.features.items()],
-            never_log=list(self.never_log), retention_days=self.production.retention_days)
+            never_log=list(self.never_log), retention_days=self.production.retention_days,
+            slices=SliceRules(columns=self.slices.columns, min_rows=self.slices.min_rows,
+                              floors=dict(self.gates.slices.floors),
+                              ceilings=dict(self.gates.slices.ceilings))
+            if self.slices.columns else None)
