@@ -94,7 +94,7 @@ def build_handlers(state: ServiceState) -> list[Any]:
 
     @get("/metrics", include_in_schema=False)
     async def metrics_endpoint() -> Response[bytes]:
-        await state.refresh_quality()
+        await asyncio.gather(state.refresh_quality(), state.refresh_slices())
         state.refresh_gauges()
         return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 

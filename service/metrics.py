@@ -172,6 +172,28 @@ class Metrics:
         self.shadow_predictions = Counter("gitops_ml_shadow_predictions_total",
                                           "Rows predicted by the shadow model.", ["agreement"],
                                           registry=r)
+        # Live slices (service/live_slices.py): the version in service, per declared slice
+        # value of its signature, over the newest labels of the model; and the rules they are
+        # judged by. `variant` is "" outside an A/B test.
+        self.live_slice_metric = Gauge(
+            "gitops_ml_live_slice_metric",
+            "Live value of a slice metric (accuracy or MAE, and each metric a slice floor or "
+            "ceiling names) per declared slice, from the prediction log.",
+            ["metric", "column", "value", "variant"], registry=r)
+        self.live_slice_rows = Gauge(
+            "gitops_ml_live_slice_rows",
+            "Labelled predictions per declared slice among the newest labels of the model.",
+            ["column", "value", "variant"], registry=r)
+        self.slice_floor = Gauge("gitops_ml_slice_floor",
+                                 "The declared floor of a slice metric (higher is better).",
+                                 ["metric", "column", "variant"], registry=r)
+        self.slice_ceiling = Gauge("gitops_ml_slice_ceiling",
+                                   "The declared ceiling of a slice metric (lower is better).",
+                                   ["metric", "column", "variant"], registry=r)
+        self.slice_min_rows = Gauge(
+            "gitops_ml_slice_min_rows",
+            "Labelled rows a slice needs before its floor or ceiling is judged.",
+            ["variant"], registry=r)
         self.model_ready.set(0)
         # Unknown until measured: NaN makes every alert comparison false instead of firing.
         self.feedback_accuracy.set(float("nan"))

@@ -24,6 +24,7 @@ from service.drift import DriftMonitor
 from service.errors import LoadError
 from service.feedback import FeedbackDesk
 from service.inference import Predictor
+from service.live_slices import LiveSlices
 from service.logbook import Logbook
 from service.metrics import Metrics
 from service.model import LoadedModel
@@ -83,6 +84,7 @@ class ServiceState:
         self.redact = Redactor([settings.tracking_uri, settings.database_url])
         self.logbook: Logbook | None = None
         self.feedback: FeedbackDesk | None = None
+        self.live_slices: LiveSlices | None = None
         if settings.prediction_log and settings.database_url:
             store = PredictionLog(with_timeout(settings.database_url))
             self.logbook = Logbook(store, metrics, settings.log_buffer_rows,
@@ -90,6 +92,8 @@ class ServiceState:
                                    self.redact)
             self.feedback = FeedbackDesk(store, self.logbook, settings.feedback_window_rows,
                                          self.redact)
+            self.live_slices = LiveSlices(store, metrics, settings.feedback_window_rows,
+                                          self.redact)
         self._refreshing: asyncio.Task | None = None
         self._quality_warned = -QUALITY_WARN_SECONDS
         self.serving: Serving | None = None
@@ -304,6 +308,12 @@ class ServiceState:
                             self.redact(" ".join(f"{type(exc).__name__}: {exc}".split()))[:300])
             return
         self._set_quality(serving, quality)
+
+    async def refresh_slices(self) -> None:
+        """Live metrics per declared slice of the model in service (service/live_slices.py),
+        on the cadence of live quality."""
+        if self.live_slices is not None:
+            await self.live_slices.refresh(self.serving, self.settings.quality_refresh_seconds)
 
     def _set_quality(self, serving: Serving, quality: dict[int, dict[str, float]]) -> None:
         m = self.metrics
