@@ -116,6 +116,21 @@ def test_a_weakened_alert_threshold_fails_the_unit_tests(tmp_path):
     assert "GitopsMlHighErrorRate" in proc.stdout + proc.stderr
 
 
+def test_a_slice_rule_without_its_row_minimum_fails_the_unit_tests(tmp_path):
+    # A slice of 30 labelled rows under its floor is reported, never alerted on: judging it
+    # anyway must break the unit tests.
+    (tmp_path / "tests").mkdir()
+    rules = RULES.read_text().replace("group_left gitops_ml_slice_min_rows",
+                                      "group_left 0 * gitops_ml_slice_min_rows")
+    assert rules != RULES.read_text()
+    (tmp_path / RULES.name).write_text(rules)
+    shutil.copy(RULE_TESTS, tmp_path / "tests" / RULE_TESTS.name)
+    proc = promtool("test", "rules", RULE_TESTS.name, cwd=tmp_path / "tests")
+    assert proc.returncode != 0
+    assert "GitopsMlSliceQualityLow" in proc.stdout + proc.stderr
+    assert "Two year" in proc.stdout + proc.stderr
+
+
 def test_prometheus_rule_holds_exactly_the_plain_rule_file_groups():
     doc = yaml.safe_load((MONITORING / "prometheus-rule.yaml").read_text())
     assert doc["apiVersion"] == "monitoring.coreos.com/v1" and doc["kind"] == "PrometheusRule"
@@ -195,7 +210,9 @@ def test_dashboard_covers_the_service_metrics_and_is_grafana_json():
                    "gitops_ml_model_info", "gitops_ml_model_ready",
                    "gitops_ml_feature_drift", "gitops_ml_feedback_accuracy",
                    "gitops_ml_feedback_mae", "model:gitops_ml_model_test_metric:max",
-                   "gitops_ml_shadow_agreement", "gitops_ml_model_load_failures_total"):
+                   "gitops_ml_shadow_agreement", "gitops_ml_model_load_failures_total",
+                   "gitops_ml_live_slice_metric", "gitops_ml_live_slice_rows",
+                   "gitops_ml_slice_floor", "gitops_ml_slice_min_rows"):
         assert family in read, f"the dashboard shows nothing of {family}"
     for panel in dash["panels"]:
         for target in panel["targets"]:
