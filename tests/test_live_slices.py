@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy import insert
@@ -174,3 +175,62 @@ def test_regression_slices_show_mae_and_judge_it_against_a_ceiling(log):
 def test_a_model_without_slice_rules_reads_nothing(log):
     sig = churn_signature().model_copy(update={"slices": None})
     assert live_slices(log, {1: sig}, window=100) == {}
+
+
+def test_status_shows_each_slice_of_the_pinned_version_against_its_rule(tmp_path, capsys):
+    import shutil
+    import subprocess
+
+    from contracts.pin import Pin
+    from contracts.prediction_log import migrate
+    from pipelines import cli
+
+    root = Path(__file__).resolve().parents[1]
+    repo = tmp_path / "repo"
+    shutil.copytree(root / "environments", repo / "environments")
+    (repo / "models" / "churn").mkdir(parents=True)
+    shutil.copy(root / "models" / "churn" / "model.yaml", repo / "models" / "churn")
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    Pin.model_validate({
+        "environment": "production",
+        "model": {"name": "churn", "version": 3, "uri": "models:/churn/3", "sha256": "a" * 64},
+        "lineage": {"run_id": "run-3", "git_commit": "3" * 40, "data_hash": "3" * 32,
+                    "params": {}},
+        "metrics": {"roc_auc": 0.84},
+        "promoted": {"by": "Test Person", "at": T0.isoformat()}}).write(
+            repo / "environments" / "production" / "churn" / "model.yaml")
+    assert cli.main(["status", "--offline", "--repo", str(repo)]) == 0
+    assert "LIVE SLICES" not in capsys.readouterr().out  # no prediction log: nothing opened
+
+    url = f"sqlite:///{repo / '.mlflow' / 'predictions.db'}"
+    (repo / ".mlflow").mkdir()
+    migrate.upgrade(url)
+    log = PredictionLog(url)
+    w = Writer(log)
+    for i in range(60):  # women: every churner scored below every stayer
+        w.add({"gender": "Female", "SeniorCitizen": 0, "Contract": "One year"},
+              "Yes" if i % 2 else "No", predicted="No" if i % 2 else "Yes",
+              probability=0.2 if i % 2 else 0.8, version=3)
+    for i in range(10):  # men: right, but too few to judge
+        w.add({"gender": "Male", "SeniorCitizen": 0, "Contract": "One year"},
+              "Yes" if i % 2 else "No", predicted="Yes" if i % 2 else "No",
+              probability=0.8 if i % 2 else 0.2, version=3)
+    w.add({"gender": "Male", "SeniorCitizen": 1, "Contract": "One year"}, "No", predicted="Yes",
+          probability=0.9, version=2)  # another version than the pinned one
+    log.close()
+
+    assert cli.main(["status", "--offline", "--repo", str(repo)]) == 0
+    out = capsys.readouterr().out
+    section = out[out.index("LIVE SLICES"):].splitlines()
+    rows = {line.split()[3]: line for line in section[2:]}
+    assert section[1].split() == ["ENVIRONMENT", "MODEL", "VERSION", "SLICE", "ROWS", "LIVE",
+                                  "RULE"]
+    assert rows["gender=Female"].split() == [
+        "production", "churn", "v3", "gender=Female", "60", "accuracy=0.000", "roc_auc=0.000",
+        "roc_auc", "BELOW", "FLOOR", "0.65"]
+    assert rows["gender=Male"].split()[4:] == ["10", "accuracy=1.000", "roc_auc=1.000", "too",
+                                               "few", "rows", "(<", "50)"]
+    assert rows["SeniorCitizen=0"].split()[4:7] == ["70", "accuracy=0.143", "roc_auc=0.143"]
+    assert rows["SeniorCitizen=1"].split()[4:] == ["0", "-", "too", "few", "rows", "(<", "50)"]
+    assert cli.main(["status", "--offline", "--no-slices", "--repo", str(repo)]) == 0
+    assert "LIVE SLICES" not in capsys.readouterr().out

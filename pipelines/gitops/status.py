@@ -1,6 +1,7 @@
 """`mlops status`: what every model runs in every environment (its pin in git: one version, a
 version and its shadow, or the two variants of an A/B test), how new versions reach its users,
-and whether the registry agrees."""
+and whether the registry agrees; then, when a prediction log is at hand, each declared slice's
+live figures against its rule (pipelines/gitops/live_slices.py)."""
 from __future__ import annotations
 
 import argparse
@@ -114,8 +115,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--repo", type=Path, default=Path("."), help="repository (default .)")
     parser.add_argument("--offline", action="store_true",
                         help="do not ask the registry whether it agrees")
+    parser.add_argument("--no-slices", action="store_true",
+                        help="do not show the live slices from the prediction log")
 
 
 def run(args: argparse.Namespace) -> int:
-    print(status_table(gitops.toplevel(args.repo), registry=not args.offline))
+    from pipelines.gitops import live_slices
+
+    repo = gitops.toplevel(args.repo)
+    print(status_table(repo, registry=not args.offline))
+    if not args.no_slices and (shown := live_slices.section(repo)):
+        print("\n" + shown)
     return 0
