@@ -92,14 +92,18 @@ def read_window(store: PredictionLog, model: str, columns: list[str], window: in
     """The newest `window` labels of `model` (in `environment`, if given), one query: only the
     requested feature values are taken out of each row's JSON, by the database."""
     p = predictions.c
-    picked = [p.features[c].label(f"c{i}") for i, c in enumerate(columns)]
-    query = (select(p.version, feedback.c.label, feedback.c.value, p.predicted_label,
-                    p.predicted_value, p.output["probability"].label("probability"), *picked)
-             .join(feedback, feedback.c.prediction_id == p.id)
-             .where(p.model == model)
-             .order_by(feedback.c.received_at.desc()).limit(window))
+    recent = (select(feedback.c.prediction_id, feedback.c.label, feedback.c.value)
+              .join(predictions, feedback.c.prediction_id == p.id)
+              .where(p.model == model)
+              .order_by(feedback.c.received_at.desc()).limit(window))
     if environment is not None:
-        query = query.where(p.environment == environment)
+        recent = recent.where(p.environment == environment)
+    recent = recent.subquery()
+    # The JSON is opened for the window's rows only, not for every label before the sort.
+    picked = [p.features[c].label(f"c{i}") for i, c in enumerate(columns)]
+    query = select(p.version, recent.c.label, recent.c.value, p.predicted_label,
+                   p.predicted_value, p.output["probability"].label("probability"), *picked
+                   ).join(recent, recent.c.prediction_id == p.id)
     with store.engine.connect() as connection:
         rows = connection.execute(query).all()
     # A classifier's truth and answer are labels, a regressor's values.
