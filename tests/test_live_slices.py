@@ -172,6 +172,19 @@ def test_regression_slices_show_mae_and_judge_it_against_a_ceiling(log):
     assert verdict(male, "mae", sig) == "ok"
 
 
+def test_the_declarations_slice_rules_reach_the_signature_and_must_name_features():
+    from pipelines import declaration
+
+    root = Path(__file__).resolve().parents[1]
+    sig = declaration.load(root / "models" / "churn" / "model.yaml").signature()
+    assert sig.slices.model_dump() == {"columns": ["gender", "SeniorCitizen", "Contract"],
+                                       "min_rows": 50, "floors": {"roc_auc": 0.65},
+                                       "ceilings": {}}
+    assert Signature.model_validate_json(sig.model_dump_json()) == sig
+    with pytest.raises(ValueError, match=r"slices names \['Region'\], which are not features"):
+        churn_signature(columns=["gender", "Region"])
+
+
 def test_a_model_without_slice_rules_reads_nothing(log):
     sig = churn_signature().model_copy(update={"slices": None})
     assert live_slices(log, {1: sig}, window=100) == {}

@@ -53,3 +53,11 @@ def test_a_slice_whose_labels_go_wrong_falls_below_its_floor_on_metrics(tmp_path
             sum(answered[i]["prediction"] == truth[i] for i in seniors) / len(seniors))
         assert sum(rows("Contract", c) for c in ("Month-to-month", "One year", "Two year")) \
             == len(records)
+
+        # Nothing promoted any more: no rule and no figure of the model that left stays behind.
+        write_pin(pin, None, None, environment="production")
+        svc.poll_pin()
+        assert svc.metric("gitops_ml_slice_floor", column="gender") is None
+        assert svc.metric("gitops_ml_slice_min_rows") is None
+        assert rows("gender", "Female") is None
+        assert live("roc_auc", "gender", "Female") is None
