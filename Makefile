@@ -8,7 +8,7 @@ export MLFLOW_DISABLE_TELEMETRY := true
 export DVC_NO_ANALYTICS := 1
 export DO_NOT_TRACK := 1
 
-.PHONY: help venv dev data repro demo test lint system-deps manifests
+.PHONY: help venv dev data repro demo test test-fast lint system-deps manifests
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -48,9 +48,16 @@ system-deps:  ## Debian packages the tests need (prometheus + promtool, PostgreS
 	fi
 
 # The service image builds in the background meanwhile (mostly downloads); its test waits for it.
+# Two workers (TEST_WORKERS): the tests that share the trained pipeline, the image or the
+# workflow runner each stay on one worker (xdist groups, tests/conftest.py).
+TEST_WORKERS ?= 2
 test: dev system-deps image-deps  ## the test suite
 	@mkdir -p build; tools/image/build.sh > build/image-build.log 2>&1 & build=$$!; \
-	$(PY) -m pytest; status=$$?; wait $$build; exit $$status
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup --durations=25; status=$$?; \
+	wait $$build; exit $$status
+
+test-fast: dev  ## the tests that start no pipeline, registry, server, database or image (a minute or two)
+	$(PY) -m pytest -n $(TEST_WORKERS) -m "not slow" -q
 
 lint: dev  ## ruff
 	$(VENV)/bin/ruff check pipelines service contracts tests

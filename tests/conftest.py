@@ -3,61 +3,53 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
+from project import ONBOARDED, make_project, run
 
 # Fixture modules of the promotion and service tests, loaded once for the whole session.
 pytest.register_assert_rewrite("gitops_fixtures", "service_fixtures", "servers",
                                "pipeline_fixtures", "db_fixtures")
 pytest_plugins = ["gitops_fixtures", "service_fixtures", "pipeline_fixtures", "db_fixtures"]
 
-# Tools never phone home from the tests, and the venv's `python`/`dvc` run the stages.
-os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
-os.environ["DVC_NO_ANALYTICS"] = "1"
-os.environ["DO_NOT_TRACK"] = "1"
-os.environ["GIT_TERMINAL_PROMPT"] = "0"
-os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
-os.environ.pop("MLFLOW_TRACKING_URI", None)
-for key, value in {"GIT_AUTHOR_NAME": "Test Person", "GIT_AUTHOR_EMAIL": "test@example.com",
-                   "GIT_COMMITTER_NAME": "Test Person", "GIT_COMMITTER_EMAIL": "test@example.com"}.items():
-    os.environ.setdefault(key, value)
-
-PROJECT_FILES = ("dvc.yaml", "params.yaml", ".dvcignore", ".gitignore", "pyproject.toml")
-PROJECT_DIRS = ("pipelines", "contracts", ".dvc", "environments", "models", "data")
+# Fixtures that make a test end-to-end (a real pipeline, registry, server, database, image
+# or workflow run): a test that requests one is marked `slow`, which `make test-fast` skips.
+SLOW_FIXTURES = {"trained_project", "project_copy", "splits", "served_registry",
+                 "registry_store", "registry_env", "postgres", "log_url", "image", "harness",
+                 "clean_clone", "two_models"}
+# Tests that share one expensive session fixture run on one worker under `pytest -n`, so the
+# fixture is built once rather than once per worker.
+SHARED_BY_GROUP = {"trained_project": "pipeline", "image": "image", "harness": "act"}
 
 
-def run(cmd: list[str], cwd: Path, check: bool = True,
-        env: dict | None = None) -> subprocess.CompletedProcess:
-    """Run a command, returning its output; on failure the assertion shows both streams."""
-    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True,
-                          env={**os.environ, **(env or {})})
-    if check and proc.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd)} exited {proc.returncode}\n"
-                             f"--- stdout\n{proc.stdout}\n--- stderr\n{proc.stderr}")
-    return proc
+def pytest_configure(config):
+    """Tools never phone home from the tests, and the venv's `python`/`dvc` run the stages."""
+    os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
+    os.environ["DVC_NO_ANALYTICS"] = "1"
+    os.environ["DO_NOT_TRACK"] = "1"
+    os.environ["GIT_TERMINAL_PROMPT"] = "0"
+    os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
+    os.environ.pop("MLFLOW_REGISTRY_URI", None)
+    for key, value in {"GIT_AUTHOR_NAME": "Test Person", "GIT_AUTHOR_EMAIL": "test@example.com",
+                       "GIT_COMMITTER_NAME": "Test Person",
+                       "GIT_COMMITTER_EMAIL": "test@example.com"}.items():
+        os.environ.setdefault(key, value)
 
 
-def make_project(dst: Path) -> Path:
-    """A fresh git repository holding the project's pipeline files (what git versions of them,
-    as they are in the work tree), committed."""
-    dst.mkdir(parents=True, exist_ok=True)
-    listed = run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "--",
-                  *PROJECT_FILES, *PROJECT_DIRS], ROOT).stdout.split()
-    for name in listed:
-        if (ROOT / name).is_file():
-            (dst / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / name, dst / name)
-    run(["git", "init", "-q", "-b", "main"], dst)
-    run(["git", "add", "-A"], dst)
-    run(["git", "commit", "-q", "-m", "project"], dst)
-    return dst
-
+def pytest_collection_modifyitems(config, items):
+    """Mark end-to-end tests `slow` by what they request, and group the users of a shared
+    session fixture onto one worker."""
+    for item in items:
+        used = set(getattr(item, "fixturenames", ()))
+        if used & SLOW_FIXTURES:
+            item.add_marker(pytest.mark.slow)
+        group = next((g for f, g in SHARED_BY_GROUP.items() if f in used), None)
+        if group and not item.get_closest_marker("xdist_group"):
+            item.add_marker(pytest.mark.xdist_group(group))
 
 @pytest.fixture(scope="session")
 def telco_csv() -> Path:
@@ -71,13 +63,6 @@ def telco_csv() -> Path:
 def telco(telco_csv) -> pd.DataFrame:
     """The Telco data as raw text, the way ingest reads it."""
     return pd.read_csv(telco_csv, dtype=str, keep_default_na=False)
-
-
-# The models the session's trained project onboards with `mlops new-model`, on data the tests
-# make: name -> (maker in pipeline_fixtures, target column, task it is read as).
-ONBOARDED = {"fraud": ("make_binary", "fraud", "binary"),
-             "tiers": ("make_multiclass", "tier", "multiclass"),
-             "flats": ("make_regression", "price_k", "regression")}
 
 
 @pytest.fixture(scope="session")
@@ -124,5 +109,7 @@ def splits(trained_project) -> tuple[pd.DataFrame, pd.DataFrame]:
 def _no_leaked_tracking_uri(monkeypatch):
     """mlflow.set_tracking_uri exports MLFLOW_TRACKING_URI; never let one test's store leak."""
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
     yield
     os.environ.pop("MLFLOW_TRACKING_URI", None)
+    os.environ.pop("MLFLOW_REGISTRY_URI", None)

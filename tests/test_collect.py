@@ -11,11 +11,11 @@ from datetime import UTC, datetime, timedelta
 import pandas as pd
 import pytest
 import yaml
+from project import run
 
 from contracts.prediction_log.store import PredictionLog
 from pipelines.predictions import database
 from pipelines.registry import store as registry
-from tests.conftest import run
 
 pytestmark = pytest.mark.slow
 MLOPS = [sys.executable, "-m", "pipelines.cli"]

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import yaml
 from pipeline_fixtures import make_binary, make_multiclass, make_regression, write_csv
+from project import make_project, run
 
 from pipelines import declaration
-from tests.conftest import make_project, run
 
 MLOPS = [sys.executable, "-m", "pipelines.cli"]
 ROOT = Path(__file__).resolve().parents[1]

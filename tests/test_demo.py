@@ -1,8 +1,9 @@
 """`make demo` works in a throwaway clone: the user's checkout and branch are never touched."""
 from __future__ import annotations
 
+from project import make_project, run
+
 from pipelines.demo import clone, commit_training, set_estimator
-from tests.conftest import make_project, run
 
 
 def status(repo) -> tuple[str, str, str]:

@@ -5,13 +5,13 @@ import pickle
 import sys
 
 import pytest
+from project import run
 from sklearn.dummy import DummyClassifier, DummyRegressor
 
 from contracts.modelfile import load_skops
 from contracts.signature import Signature
 from pipelines.registry import store as registry
 from pipelines.stages.features import build_pipeline, features, target
-from tests.conftest import run
 
 pytestmark = pytest.mark.slow
 

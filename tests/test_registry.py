@@ -9,13 +9,13 @@ from datetime import UTC
 import numpy as np
 import pytest
 import yaml
+from project import run
 
 from contracts.digest import bundle_sha256
 from contracts.modelfile import load_skops
 from contracts.signature import Signature
 from pipelines.registry import store as registry
 from pipelines.stages.features import features
-from tests.conftest import run
 
 MLOPS = [sys.executable, "-m", "pipelines.cli"]
 

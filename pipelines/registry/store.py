@@ -71,14 +71,14 @@ def client(repo: Path | None = None):
     from mlflow import MlflowClient
 
     uri = tracking_uri(repo)
-    chosen_by_user = "MLFLOW_TRACKING_URI" in os.environ
+    chosen = {name for name in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI") if name in os.environ}
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
-    if not chosen_by_user:
-        # set_tracking_uri also exports MLFLOW_TRACKING_URI; an embedded default must not
-        # stick to the process and answer for another repository later.
-        os.environ.pop("MLFLOW_TRACKING_URI", None)
-        os.environ.pop("MLFLOW_REGISTRY_URI", None)
+    # Both setters also export their variable, and unsetting never removes it: what the user did
+    # not choose must not stick to the process and answer for another repository later (or be
+    # inherited by a process started later, such as `mlflow models serve`).
+    for name in {"MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"} - chosen:
+        os.environ.pop(name, None)
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 

@@ -1,0 +1,47 @@
+"""A project checkout for tests: copy what git versions of the pipeline into a fresh
+repository, and run commands in it with their output in the assertion when they fail."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+PROJECT_FILES = ("dvc.yaml", "params.yaml", ".dvcignore", ".gitignore", "pyproject.toml")
+PROJECT_DIRS = ("pipelines", "contracts", ".dvc", "environments", "models", "data")
+
+
+def run(cmd: list[str], cwd: Path, check: bool = True,
+        env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run a command, returning its output; on failure the assertion shows both streams."""
+    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True,
+                          env={**os.environ, **(env or {})})
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} exited {proc.returncode}\n"
+                             f"--- stdout\n{proc.stdout}\n--- stderr\n{proc.stderr}")
+    return proc
+
+
+def make_project(dst: Path) -> Path:
+    """A fresh git repository holding the project's pipeline files (what git versions of them,
+    as they are in the work tree), committed."""
+    dst.mkdir(parents=True, exist_ok=True)
+    listed = run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "--",
+                  *PROJECT_FILES, *PROJECT_DIRS], ROOT).stdout.split()
+    for name in listed:
+        if (ROOT / name).is_file():
+            (dst / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, dst / name)
+    run(["git", "init", "-q", "-b", "main"], dst)
+    run(["git", "add", "-A"], dst)
+    run(["git", "commit", "-q", "-m", "project"], dst)
+    return dst
+
+
+# The models the session's trained project onboards with `mlops new-model`, on data the tests
+# make: name -> (maker in pipeline_fixtures, target column, task it is read as).
+ONBOARDED = {"fraud": ("make_binary", "fraud", "binary"),
+             "tiers": ("make_multiclass", "tier", "multiclass"),
+             "flats": ("make_regression", "price_k", "regression")}
