@@ -48,9 +48,11 @@ system-deps:  ## Debian packages the tests need (prometheus + promtool, PostgreS
 	fi
 
 # The service image builds in the background meanwhile (mostly downloads); its test waits for it.
-# Two workers (TEST_WORKERS): the tests that share the trained pipeline, the image or the
-# workflow runner each stay on one worker (xdist groups, tests/conftest.py).
-TEST_WORKERS ?= 2
+# TEST_WORKERS=2 spreads the tests over two processes; the tests that share the trained
+# pipeline, the image or the workflow runner stay on one of them (xdist groups,
+# tests/conftest.py). One process by default: on two cores the servers and pipelines the tests
+# start already use the second.
+TEST_WORKERS ?= 0
 test: dev system-deps image-deps  ## the test suite
 	@mkdir -p build; tools/image/build.sh > build/image-build.log 2>&1 & build=$$!; \
 	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup --durations=25; status=$$?; \

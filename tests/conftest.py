@@ -23,6 +23,10 @@ SLOW_FIXTURES = {"trained_project", "project_copy", "splits", "served_registry",
 # Tests that share one expensive session fixture run on one worker under `pytest -n`, so the
 # fixture is built once rather than once per worker.
 SHARED_BY_GROUP = {"trained_project": "pipeline", "image": "image", "harness": "act"}
+# Seconds a test may take when it requests one of these (its share of building the fixture
+# included: the first user pays for it); others get pyproject's `timeout`.
+TIMEOUT_BY_FIXTURE = {"trained_project": 900, "image": 1500, "two_models": 900, "harness": 600,
+                      "served_registry": 300, "registry_store": 300, "postgres": 180}
 
 
 def pytest_configure(config):
@@ -50,6 +54,9 @@ def pytest_collection_modifyitems(config, items):
         group = next((g for f, g in SHARED_BY_GROUP.items() if f in used), None)
         if group and not item.get_closest_marker("xdist_group"):
             item.add_marker(pytest.mark.xdist_group(group))
+        needed = [t for f, t in TIMEOUT_BY_FIXTURE.items() if f in used]
+        if needed and not item.get_closest_marker("timeout"):
+            item.add_marker(pytest.mark.timeout(max(needed)))
 
 @pytest.fixture(scope="session")
 def telco_csv() -> Path:

@@ -113,9 +113,12 @@ def traffic(service, prometheus):
             if i % 10 == 0:  # a client error: must not count as a server error
                 assert client.post("/v1/predict", json={"tenure": "long"}).status_code == 422
             i += 1
-            time.sleep(0.02)
-    # Let two more scrapes land so rate() sees the last requests.
-    time.sleep(2.5)
+            time.sleep(0.02)  # pacing: the traffic spans several scrapes, as rate() needs
+    # Until Prometheus has scraped the last of them (the page is scraped, not pushed).
+    answered = 'sum(gitops_ml_requests_total{route="/v1/predict",status="200"})'
+    wait_for("Prometheus to scrape every answered prediction",
+             lambda: [float(r["value"][1]) for r in prometheus.query(answered)] == [float(i)],
+             timeout=30, tolerate=NOT_YET)
     return i
 
 
@@ -157,7 +160,6 @@ def test_a_healthy_canary_passes_the_error_rate_and_shadow_conditions(prometheus
         value = float(prometheus.query(promql)[0]["value"][1])
         if name != "p99-latency":  # latency on a shared test machine proves nothing
             assert holds(condition, [value]), (name, value, condition)
-    assert not holds("result[0] <= 0.01", [0.2])
 
 
 def test_pods_of_another_revision_give_no_answer_to_judge(prometheus, traffic):

@@ -9,9 +9,10 @@ process competing for the cores stretches wall time, not the CPU time the call i
 What load still adds to CPU time comes from preemption: a call the scheduler interrupted
 resumes on cold caches, and under load such calls fill the tail the p95 and p99 are read from.
 So a call during which this thread was involuntarily switched out is timed again, up to
-`ATTEMPTS` times, keeping the least costly attempt (the retries are counted as `preempted`). Wall time is measured beside it and reported, never
-judged. The calls are repeated in rounds after a warm-up, and each percentile is the median of
-its per-round values, so one disturbed round does not decide either.
+`ATTEMPTS` times, keeping the least costly attempt (the retries are counted as `preempted`).
+Wall time is measured beside it and reported, never judged. The calls are repeated in rounds
+after a warm-up, and each percentile is the median of its per-round values, so one disturbed
+round does not decide either.
 """
 from __future__ import annotations
 
