@@ -53,6 +53,7 @@ class ABRouter:
 
     @property
     def model_b(self) -> LoadedModel:
+        """The challenger's model (variant b)."""
         return self.predictors["b"].model
 
     def header_unit(self, headers: Sequence[tuple[bytes, bytes]]) -> str | None:

@@ -121,8 +121,10 @@ def create_app(settings: Settings | None = None) -> Litestar:
         signature_seen: list[Any] = [None]
 
         def on_swap() -> None:
-            # A new signature changes the documented request body.
-            sig = state.serving.model.signature if state.serving else None
+            # A new signature (or A/B unit field) changes the documented request body.
+            serving = state.serving
+            sig = (serving.model.signature, serving.ab.field if serving.ab else None) \
+                if serving else None
             if sig != signature_seen[0]:
                 signature_seen[0] = sig
                 forget_document(app)

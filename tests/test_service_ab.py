@@ -162,6 +162,8 @@ def test_every_answer_log_row_and_series_names_its_variant(ab, served_registry):
             ab.metric("gitops_ml_ab_split", variant="b")) == (0.9, 0.1)
     assert ab.metric("gitops_ml_model_test_metric", metric="accuracy", variant="b") == 0.85
     assert ab.metric("gitops_ml_requests_total", route="/v1/predict", variant="mixed") >= 1
+    assert ab.metric("gitops_ml_request_duration_seconds_count", route="/v1/predict",
+                     variant="b") >= 1
 
     b_id = next(pid for pid, v, _ in answered if v == "b")
     feedback = ab.post("/v1/feedback", json={"prediction_id": b_id, "label": "No"}).json()
@@ -174,6 +176,9 @@ def test_every_answer_log_row_and_series_names_its_variant(ab, served_registry):
     assert {k: (v["version"], v["sha256"]) for k, v in described["variants"].items()} == {
         "a": (A, served_registry.digests[A]), "b": (B, served_registry.digests[B])}
     assert described["variants"]["b"]["live_quality"]["labelled"] == 1
+    correct = {"correct": 1.0, "incorrect": 0.0}[feedback["outcome"]]
+    assert ab.metric("gitops_ml_feedback_accuracy", variant="b") == correct
+    assert ab.metric("gitops_ml_feedback_accuracy", variant="") is None
     ready = ab.get("/ready").json()
     assert ready["in_sync"] is True
 

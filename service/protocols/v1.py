@@ -124,6 +124,12 @@ def build(state: ServiceState, check: Callable[[Any, str], None] | None,
                                       "description": "No model is in service yet."}
         else:
             record = record_json_schema(serving.model.signature)
+            field = serving.ab.field if serving.ab is not None else None
+            if field and field not in record["properties"]:
+                record["properties"][field] = {
+                    "type": ["string", "integer", "null"],
+                    "description": "The A/B test's unit id (a customer, an account): not a "
+                                   "feature, not logged; the unit header wins over it."}
         return {"oneOf": [record, {"type": "array", "items": record, "minItems": 1,
                                    "maxItems": max_rows}]}
 

@@ -7,7 +7,7 @@ window and prediction ids (returned in the response `parameters.prediction_ids`)
 
 During an A/B test a request is routed by the unit header (or by the unit field when the model
 takes it as an input), else at random; `parameters.variant` says which variant answered (`a`,
-`b`, or `mixed` with `parameters.variants` per row) and is null outside a test. The versioned
+`b`, or `mixed` with `parameters.variants` per row); outside a test it is absent. The versioned
 path of either variant's version asks for that variant.
 """
 from __future__ import annotations
@@ -110,7 +110,8 @@ def encode(answer: Answer, serving: Serving, request_id: str | None,
                             "data": p.ravel().tolist()})
     if wanted is not None:
         tensors = [t for t in tensors if t["name"] in wanted]
-    parameters: dict[str, Any] = {"prediction_ids": answer.ids, "variant": None}
+    # Only during an A/B test: a null parameter is outside the protocol's types.
+    parameters: dict[str, Any] = {"prediction_ids": answer.ids}
     version = ref.version
     if routed is not None:
         parameters["variant"], version = routed.variant, routed.version
