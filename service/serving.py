@@ -354,6 +354,8 @@ class ServiceState:
         self._set_quality(serving, quality)
 
     def _set_quality(self, serving: Serving, quality: dict[int, dict[str, float]]) -> None:
+        if serving is not self.serving:
+            return  # swapped while reading: the next scrape reports what serves now
         m = self.metrics
         m.feedback_quality.clear()
         for version, measures in quality.items():
