@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from gitops_fixtures import git
@@ -263,6 +264,20 @@ def test_a_split_change_reloads_nothing_and_a_b_that_fails_keeps_the_test_servin
         answer = svc.post("/v1/predict", json=served_registry.records(1)[0],
                           headers={HEADER: "customer-1"}).json()
         assert answer["variant"] in ("a", "b") and answer["version"] in (A, B)
+
+
+def test_two_versions_that_take_other_records_cannot_share_a_test(served_registry):
+    from service.ab import compatible
+
+    def model(task: str, version: int, **changes) -> SimpleNamespace:
+        signature = served_registry.tasks[task].signature.model_copy(update=changes)
+        return SimpleNamespace(ref=SimpleNamespace(version=version), signature=signature)
+
+    churn = model("binary", 1)
+    assert compatible(churn, model("binary", 2)) is None
+    assert "answer differently" in compatible(churn, model("multiclass", 2))
+    fewer = served_registry.tasks["binary"].signature.features[1:]
+    assert "take different features" in compatible(churn, model("binary", 2, features=fewer))
 
 
 def test_replicas_restarts_and_the_conclusion_agree_on_every_unit(served_registry, postgres,
