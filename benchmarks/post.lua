@@ -12,3 +12,13 @@ done = function(summary, latency, requests)
     summary.requests / (summary.duration / 1e6),
     latency:percentile(50) / 1000, latency:percentile(99) / 1000, errors, summary.requests))
 end
+
+-- UNIT_HEADER set: every request names another unit in that header (an A/B test's routing).
+local unit_header = os.getenv("UNIT_HEADER")
+if unit_header then
+  local n = 0
+  request = function()
+    n = n + 1
+    return wrk.format(nil, nil, {[unit_header] = "customer-" .. n})
+  end
+end

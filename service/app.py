@@ -60,6 +60,13 @@ def build_handlers(state: ServiceState) -> list[Any]:
             sm = serving.shadow.model
             shadow = {"uri": sm.ref.uri, "sha256": sm.ref.sha256, "runtime": sm.runtime,
                       "compared_rows": serving.shadow.compared, "dropped": serving.shadow.dropped}
+        ab = None
+        if serving.ab is not None:
+            ab = serving.ab.describe(m)
+            if state.feedback is not None:
+                for name, variant in ab["variants"].items():
+                    variant["live_quality"] = state.feedback.variant_quality.get(
+                        (variant["version"], name))
         drift = {"enabled": serving.drift is not None,
                  "window_rows": serving.drift.rows if serving.drift else 0,
                  "window_size": state.settings.drift_window_rows}
@@ -72,7 +79,7 @@ def build_handlers(state: ServiceState) -> list[Any]:
             pin_file=str(state.settings.model_pin), in_sync=state.in_sync, drift=drift,
             shadow=shadow, signature=m.signature.model_dump(mode="json", exclude_none=True),
             live_quality=({str(v): q for v, q in state.feedback.quality.items()}
-                          if state.feedback is not None else None))
+                          if state.feedback is not None else None), ab=ab)
 
     @get("/health", operation_id="health", tags=["operations"], summary="Liveness")
     async def health() -> Health:
@@ -114,8 +121,10 @@ def create_app(settings: Settings | None = None) -> Litestar:
         signature_seen: list[Any] = [None]
 
         def on_swap() -> None:
-            # A new signature changes the documented request body.
-            sig = state.serving.model.signature if state.serving else None
+            # A new signature (or A/B unit field) changes the documented request body.
+            serving = state.serving
+            sig = (serving.model.signature, serving.ab.field if serving.ab else None) \
+                if serving else None
             if sig != signature_seen[0]:
                 signature_seen[0] = sig
                 forget_document(app)

@@ -10,6 +10,7 @@ REASONS = (
     "untrusted_types",      # the model file holds a type outside the trusted list
     "corrupt_artifact",     # a file of the verified bundle cannot be read
     "onnx_parity",          # the compiled model disagrees with the scikit-learn model
+    "ab_mismatch",          # an A/B test's versions take other records or answer otherwise
 )
 
 

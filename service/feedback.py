@@ -18,7 +18,7 @@ from sqlalchemy import select
 
 from contracts.prediction_log.schema import feedback as feedback_table
 from contracts.prediction_log.schema import predictions
-from contracts.prediction_log.store import Outcome, PredictionLog
+from contracts.prediction_log.store import Outcome, PredictionLog, fold_variants
 from service.logbook import Logbook
 
 FLUSH_SECONDS = 10.0  # how long a label waits for its prediction to leave this replica's buffer
@@ -71,6 +71,8 @@ class FeedbackDesk:
         self.window = window
         self._redact = redact
         self.quality: dict[int, dict[str, float]] = {}
+        # Per (version, A/B variant): what each variant of a test scored (same read).
+        self.variant_quality: dict[tuple[int, str | None], dict[str, float]] = {}
         self.quality_at = -math.inf
         self.quality_model: str | None = None
 
@@ -133,7 +135,9 @@ class FeedbackDesk:
         older than `max_age` seconds (the database's figure: every replica reports the same)."""
         now = time.monotonic()
         if model != self.quality_model or now - self.quality_at >= max_age:
-            self.quality = self.store.live_quality(model, self.window)
+            by_variant = self.store.live_quality(model, self.window, by_variant=True)
+            self.variant_quality = by_variant
+            self.quality = fold_variants(by_variant)
             self.quality_at, self.quality_model = now, model
         return self.quality
 

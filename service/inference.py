@@ -35,22 +35,25 @@ class Predictor:
 
     def __init__(self, model: LoadedModel, metrics: Metrics, logbook: Logbook | None,
                  environment: str, drift: DriftMonitor | None,
-                 shadow: ShadowRunner | None) -> None:
+                 shadow: ShadowRunner | None, variant: str | None = None) -> None:
         sig = model.signature
         self.model = model
         self.task = sig.task
         self.classes: tuple[str, ...] = tuple(sig.classes or ())
         self.drift = drift
         self.shadow = shadow
+        self.variant = variant  # the A/B variant it answers for (None outside a test)
         ref = model.ref
         self._log = logbook.add if logbook is not None else None
-        self._rows = RowMaker(ref.name, ref.version, ref.sha256, environment, sig)
-        labels = {"model": model.ref.name, "version": str(model.ref.version)}
+        self._rows = RowMaker(ref.name, ref.version, ref.sha256, environment, sig, variant)
+        labels = {"model": model.ref.name, "version": str(model.ref.version),
+                  "variant": variant or ""}
         self._by_class = {c: metrics.predictions.labels(**labels, **{"class": c})
                           for c in self.classes}
         self._positive = self.classes.index(sig.positive_class) if sig.task == "binary" else 0
         self._histogram = (metrics.probability.labels(**labels) if sig.task == "binary" else
-                           metrics.prediction_value.labels(**labels)
+                           metrics.prediction_value.labels(model=labels["model"],
+                                                           version=labels["version"])
                            if sig.task == "regression" else None)
 
     def __call__(self, columns: list[tuple[Any, ...]], issue_ids: bool = True) -> Answer:

@@ -27,8 +27,8 @@ WARN_SECONDS = 60.0
 
 
 def served(serving: Any) -> dict[str, LoadedModel]:
-    """The models in service by variant ("" outside an A/B test)."""
-    return {"": serving.model} if serving is not None else {}
+    """The models in service by variant ("" outside an A/B test, "a" and "b" during one)."""
+    return serving.variants() if serving is not None else {}
 
 
 class LiveSlices:

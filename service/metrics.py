@@ -25,6 +25,8 @@ disable_created_metrics()
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 PROBABILITY_BUCKETS = tuple(round(0.1 * i, 1) for i in range(1, 11))
+# The ASGI scope key where a prediction handler notes the A/B variant that answered.
+VARIANT_KEY = "gitops_ml.variant"
 
 
 class BatchHistogram(Collector):
@@ -47,6 +49,14 @@ class BatchHistogram(Collector):
         if child is None:
             child = self._children[key] = _BatchChild(self.bounds)
         return child
+
+    def remove(self, *values: str) -> None:
+        """Drop one labelled child (as prometheus_client's `remove`)."""
+        self._children.pop(tuple(values), None)
+
+    def label_sets(self) -> list[tuple[str, ...]]:
+        """The label values of every child."""
+        return list(self._children)
 
     def describe(self):
         return [HistogramMetricFamily(self.name, self.documentation, labels=self.labelnames)]
@@ -90,21 +100,24 @@ class _BatchChild:
 
 
 class Metrics:
-    """One registry per app, so two apps in one process never share counts."""
+    """One registry per app, so two apps in one process never share counts.
+
+    `variant` names the A/B variant (`a`, `b`; `mixed` for a request both answered) and is ""
+    outside a test, which Prometheus reads as no label at all."""
 
     def __init__(self) -> None:
         r = self.registry = CollectorRegistry(auto_describe=True)
         self.requests = Counter("gitops_ml_requests_total", "HTTP requests served.",
-                                ["route", "method", "status"], registry=r)
+                                ["route", "method", "status", "variant"], registry=r)
         self.request_duration = Histogram(
-            "gitops_ml_request_duration_seconds", "Time to answer a request.", ["route"],
+            "gitops_ml_request_duration_seconds", "Time to answer a request.", ["route", "variant"],
             buckets=LATENCY_BUCKETS, registry=r)
         self.predictions = Counter("gitops_ml_predictions_total", "Predicted rows by class.",
-                                   ["model", "version", "class"], registry=r)
+                                   ["model", "version", "class", "variant"], registry=r)
         self.probability = BatchHistogram(
             "gitops_ml_prediction_probability",
             "Binary classifiers: predicted probability of the positive class.",
-            ["model", "version"], PROBABILITY_BUCKETS, r)
+            ["model", "version", "variant"], PROBABILITY_BUCKETS, r)
         # Regression: count and sum give the mean prediction; its distribution against the
         # training reference is gitops_ml_prediction_drift.
         self.prediction_value = BatchHistogram(
@@ -115,8 +128,13 @@ class Metrics:
             "Drift of the model's answers over the recent window against its answers on the "
             "training data (test=ks: binary probability or regression value; test=psi: "
             "multiclass predicted class shares).", ["test"], registry=r)
-        self.model_info = Gauge("gitops_ml_model_info", "The model in service (value 1).",
-                                ["model", "version", "sha256", "environment"], registry=r)
+        self.model_info = Gauge("gitops_ml_model_info",
+                                "The model in service, one series per A/B variant (value 1).",
+                                ["model", "version", "sha256", "environment", "variant"],
+                                registry=r)
+        self.ab_split = Gauge("gitops_ml_ab_split",
+                              "During an A/B test: each variant's pinned share of the units.",
+                              ["variant"], registry=r)
         self.model_ready = Gauge("gitops_ml_model_ready",
                                  "1 while a verified model serves, else 0.", registry=r)
         self.load_failures = Counter("gitops_ml_model_load_failures_total",
@@ -132,16 +150,16 @@ class Metrics:
         self.feedback = Counter(
             "gitops_ml_feedback_total",
             "Feedback received (outcome: correct or incorrect for classifiers, scored for "
-            "regression).", ["outcome"], registry=r)
+            "regression).", ["outcome", "variant"], registry=r)
         self.feedback_accuracy = Gauge(
             "gitops_ml_feedback_accuracy",
             "Classifiers: accuracy of the version in service over the newest labels of its "
             "model (FEEDBACK_WINDOW_ROWS), from the prediction log: every replica agrees.",
-            registry=r)
+            ["variant"], registry=r)
         self.feedback_mae = Gauge(
             "gitops_ml_feedback_mae",
             "Regression: mean absolute error of the version in service over the newest labels "
-            "of its model, from the prediction log.", registry=r)
+            "of its model, from the prediction log.", ["variant"], registry=r)
         self.feedback_quality = Gauge(
             "gitops_ml_feedback_quality",
             "Per version of the model in service, over the newest labels of the model: "
@@ -165,7 +183,7 @@ class Metrics:
         self.model_test_metric = Gauge(
             "gitops_ml_model_test_metric",
             "The pinned model's test metrics as its pin records them (what the gates saw).",
-            ["metric"], registry=r)
+            ["metric", "variant"], registry=r)
         self.shadow_agreement = Gauge("gitops_ml_shadow_agreement",
                                       "Share of recent rows where the shadow model agrees.",
                                       registry=r)
@@ -196,9 +214,49 @@ class Metrics:
             ["variant"], registry=r)
         self.model_ready.set(0)
         # Unknown until measured: NaN makes every alert comparison false instead of firing.
-        self.feedback_accuracy.set(float("nan"))
-        self.feedback_mae.set(float("nan"))
+        self.feedback_accuracy.labels(variant="").set(float("nan"))
+        self.feedback_mae.labels(variant="").set(float("nan"))
         self.shadow_agreement.set(float("nan"))
+        # The request counters' children by label values (count_requests): a cache that
+        # forget_variants empties along with the series it removes.
+        self.request_children: dict[tuple, Any] = {}
+        self.duration_children: dict[tuple, Any] = {}
+
+    def forget_variants(self, serving: set[tuple[int, str]]) -> None:
+        """Remove the series of A/B variants that no longer serve: `serving` holds the
+        (version, variant) pairs in service now (variant "" outside a test). Series outside
+        a test (variant "") are kept; the live quality gauges keep only what serves."""
+        pairs = {(str(version), variant) for version, variant in serving}
+        names = {variant for _, variant in serving}
+        stale = {"a", "b"} - names
+        for metric, labelnames in ((self.requests, ("route", "method", "status", "variant")),
+                                   (self.request_duration, ("route", "variant")),
+                                   (self.feedback, ("outcome", "variant"))):
+            for values in _label_sets(metric, labelnames):
+                if values[-1] in stale:
+                    metric.remove(*values)
+        for metric, labelnames in ((self.predictions, ("model", "version", "class", "variant")),
+                                   (self.probability, ("model", "version", "variant"))):
+            sets = metric.label_sets() if isinstance(metric, BatchHistogram) \
+                else _label_sets(metric, labelnames)
+            for values in sets:
+                version, variant = values[1], values[-1]
+                if variant and (version, variant) not in pairs:
+                    metric.remove(*values)
+        for gauge in (self.feedback_accuracy, self.feedback_mae):
+            held = {values[0] for values in _label_sets(gauge, ("variant",))}
+            for variant in held - names:
+                gauge.remove(variant)
+            for variant in names - held:  # unknown until measured
+                gauge.labels(variant=variant).set(float("nan"))
+        self.request_children.clear()
+        self.duration_children.clear()
+
+
+def _label_sets(metric: Any, labelnames: tuple[str, ...]) -> set[tuple[str, ...]]:
+    """The label values of every child of a prometheus_client metric (from its samples)."""
+    return {tuple(sample.labels[n] for n in labelnames)
+            for family in metric.collect() for sample in family.samples}
 
 
 def count_requests(asgi_app, metrics: Metrics, routes: frozenset[str]):
@@ -207,8 +265,8 @@ def count_requests(asgi_app, metrics: Metrics, routes: frozenset[str]):
     The route label is the matched path template (`/v2/models/{name}/infer`), so a path
     parameter never grows the label set; unknown paths share "other".
     """
-    children: dict[tuple[str, str, int], Any] = {}
-    durations: dict[str, Any] = {}
+    children = metrics.request_children
+    durations = metrics.duration_children
 
     async def counted(scope, receive, send):
         if scope["type"] != "http":
@@ -230,16 +288,19 @@ def count_requests(asgi_app, metrics: Metrics, routes: frozenset[str]):
             route = scope.get("path_template")
             if route not in routes:
                 route = "/schema" if scope["path"].startswith("/schema") else "other"
-            timer = durations.get(route)
+            # A prediction handler notes the variant that answered in the scope (A/B tests).
+            variant = scope.get(VARIANT_KEY, "")
+            timer = durations.get((route, variant))
             if timer is None:
-                timer = durations[route] = metrics.request_duration.labels(route=route)
+                timer = durations[(route, variant)] = metrics.request_duration.labels(
+                    route=route, variant=variant)
             timer.observe(elapsed)
             method = scope["method"] if scope["method"] in _METHODS else "OTHER"
-            key = (route, method, status)
+            key = (route, method, status, variant)
             counter = children.get(key)
             if counter is None:
                 counter = children[key] = metrics.requests.labels(
-                    route=route, method=method, status=str(status))
+                    route=route, method=method, status=str(status), variant=variant)
             counter.inc()
 
     return counted

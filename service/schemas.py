@@ -12,6 +12,8 @@ class BinaryRow(msgspec.Struct):
     prediction: str
     probability: float  # of the positive class
     prediction_id: str
+    version: int  # the version that answered this row
+    variant: str | None  # the A/B variant that answered (None outside a test)
 
 
 class MulticlassRow(msgspec.Struct):
@@ -20,6 +22,8 @@ class MulticlassRow(msgspec.Struct):
     prediction: str
     probabilities: dict[str, float]
     prediction_id: str
+    version: int  # the version that answered this row
+    variant: str | None  # the A/B variant that answered (None outside a test)
 
 
 class RegressionRow(msgspec.Struct):
@@ -27,6 +31,8 @@ class RegressionRow(msgspec.Struct):
 
     prediction: float
     prediction_id: str
+    version: int  # the version that answered this row
+    variant: str | None  # the A/B variant that answered (None outside a test)
 
 
 class BinaryResponse(msgspec.Struct):
@@ -37,6 +43,7 @@ class BinaryResponse(msgspec.Struct):
     prediction: str
     probability: float
     prediction_id: str
+    variant: str | None  # the A/B variant that answered (None outside a test)
 
 
 class MulticlassResponse(msgspec.Struct):
@@ -47,6 +54,7 @@ class MulticlassResponse(msgspec.Struct):
     prediction: str
     probabilities: dict[str, float]
     prediction_id: str
+    variant: str | None  # the A/B variant that answered (None outside a test)
 
 
 class RegressionResponse(msgspec.Struct):
@@ -56,12 +64,14 @@ class RegressionResponse(msgspec.Struct):
     version: int
     prediction: float
     prediction_id: str
+    variant: str | None  # the A/B variant that answered (None outside a test)
 
 
 class BatchResponse(msgspec.Struct):
     """Results for an array of records, in request order (rows shaped by the task)."""
 
     model: str
+    # The version that answered every row; in a batch both A/B variants answered, variant a's.
     version: int
     predictions: list[Any]  # BinaryRow, MulticlassRow or RegressionRow
 
@@ -85,6 +95,7 @@ class FeedbackResponse(msgspec.Struct):
     predicted: str
     version: int
     outcome: str
+    variant: str | None = None  # the A/B variant that answered the prediction
 
 
 class RegressionFeedbackResponse(msgspec.Struct):
@@ -95,6 +106,7 @@ class RegressionFeedbackResponse(msgspec.Struct):
     predicted: float
     version: int
     error: float
+    variant: str | None = None  # the A/B variant that answered the prediction
 
 
 class BatchFeedbackResponse(msgspec.Struct):
@@ -144,6 +156,9 @@ class ModelDescription(msgspec.Struct):
     signature: dict[str, Any]
     # Per version: labels in the feedback window and accuracy or MAE (from the prediction log).
     live_quality: dict[str, dict[str, float]] | None = None
+    # The pin's A/B test: split, unit, and per variant version, sha256, runtime, loaded_at
+    # (and its live quality); None outside a test.
+    ab: dict[str, Any] | None = None
 
 
 class ErrorBody(msgspec.Struct):

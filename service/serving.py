@@ -20,6 +20,7 @@ from contracts.pin import ModelRef, Pin
 from contracts.prediction_log.store import PredictionLog
 from service import fetch
 from service import model as model_loader
+from service.ab import ABRouter, compatible
 from service.drift import DriftMonitor
 from service.errors import LoadError
 from service.feedback import FeedbackDesk
@@ -51,6 +52,13 @@ class Serving:
     predictor: Predictor
     environment: str
     shadow_failure: Failure | None = None
+    ab: ABRouter | None = None  # the pin's A/B test: variant b and the routing rule
+
+    def variants(self) -> dict[str, LoadedModel]:
+        """The models in service by variant: {"a", "b"} during an A/B test, else {"": model}."""
+        if self.ab is None:
+            return {"": self.model}
+        return {"a": self.model, "b": self.ab.model_b}
 
     @property
     def drift(self) -> DriftMonitor | None:
@@ -209,11 +217,25 @@ class ServiceState:
         """Runs in a worker thread: everything slow happens here, off the event loop."""
         assert pin.model is not None
         s = self.settings
-        if current is not None and current.model.ref == pin.model:
-            primary = current.model
-            primary.pin = pin  # same bytes; only the promotion record may differ
-        else:
-            primary = self._load(pin.model, pin)
+        # A model already in service is not loaded again (a split that changes, a test that
+        # starts or ends): same reference, same verified bytes.
+        loaded = list(current.variants().values()) if current is not None else []
+
+        def in_service(ref: ModelRef) -> LoadedModel | None:
+            return next((m for m in loaded if m.ref == ref), None)
+
+        primary = in_service(pin.model) or self._load(pin.model, pin)
+        challenger = None
+        if pin.ab is not None:
+            ref = pin.ab.b.model
+            challenger = in_service(ref)
+            if challenger is None:
+                try:
+                    challenger = self._load(ref, pin)
+                except LoadError as exc:
+                    raise LoadError(exc.reason, f"A/B variant b: {exc.message}") from None
+            if why := compatible(primary, challenger):
+                raise LoadError("ab_mismatch", f"the A/B test cannot run: {why}")
         shadow = None
         shadow_failure = None
         if pin.shadow is not None:
@@ -229,16 +251,30 @@ class ServiceState:
                 self.metrics.load_failures.labels(reason=exc.reason).inc()
                 shadow_failure = Failure(exc.reason, self.redact(f"shadow: {exc.message}"),
                                          pin.shadow.uri)
-        if current is not None and current.model is primary:
-            codec, drift = current.codec, current.drift  # same model: same rules, same window
+        # Same bytes; only the promotion record may differ (set once nothing can fail).
+        for model in (primary, challenger):
+            if model is not None:
+                model.pin = pin
+        unit_field = pin.ab.unit.field if pin.ab is not None else None
+        same = current is not None and current.model is primary
+        if same and current.codec.unit_field == unit_field:
+            codec = current.codec  # same model, same unit: same rules
         else:
-            codec = RequestCodec(primary.signature, s.max_batch_rows)
+            codec = RequestCodec(primary.signature, s.max_batch_rows, unit_field)
+        if same:
+            drift = current.drift  # same model: same window (over every variant's records)
+        else:
             drift = (DriftMonitor(primary.signature, primary.reference, s.drift_window_rows,
                                   s.drift_min_rows) if primary.reference else None)
+        variant = "a" if challenger is not None else None
         predictor = Predictor(primary, self.metrics, self.logbook, pin.environment, drift,
-                              shadow)
+                              shadow, variant)
+        ab = None
+        if challenger is not None:
+            ab = ABRouter(pin, predictor, Predictor(challenger, self.metrics, self.logbook,
+                                                    pin.environment, drift, None, "b"), codec)
         return Serving(model=primary, codec=codec, predictor=predictor,
-                       environment=pin.environment, shadow_failure=shadow_failure)
+                       environment=pin.environment, shadow_failure=shadow_failure, ab=ab)
 
     def _swap(self, new: Serving | None) -> None:
         """Put `new` in service with one assignment and bring the metrics along."""
@@ -248,16 +284,28 @@ class ServiceState:
         # Everything loaded so far (libraries, the model) lives as long as the process: moving
         # it out of the collector's reach keeps full collections from pausing requests.
         gc.freeze()
+        variants = new.variants() if new is not None else {}
         m.model_info.clear()
-        if new is not None:
-            ref = new.model.ref
+        for variant, model in variants.items():
+            ref = model.ref
             m.model_info.labels(model=ref.name, version=str(ref.version), sha256=ref.sha256,
-                                environment=new.environment).set(1)
+                                environment=new.environment, variant=variant).set(1)
         m.model_ready.set(1 if new is not None else 0)
         m.model_test_metric.clear()
+        m.ab_split.clear()
         if new is not None:
-            for name, value in new.model.pin.metrics.items():
-                m.model_test_metric.labels(metric=name).set(value)
+            pin = new.model.pin
+            tested = {"": pin.metrics} if pin.ab is None else {"a": pin.metrics,
+                                                              "b": pin.ab.b.metrics}
+            for variant, measured in tested.items():
+                for name, value in measured.items():
+                    m.model_test_metric.labels(metric=name, variant=variant).set(value)
+            if pin.ab is not None:
+                for variant, share in pin.ab.split.items():
+                    m.ab_split.labels(variant=variant).set(share / 100)
+        # A test that ended (or another pair of versions) leaves no series of its variants.
+        m.forget_variants({(model.ref.version, variant) for variant, model in variants.items()}
+                          or {(0, "")})
         if old is not None and (new is None or old.drift is not new.drift):
             m.feature_drift.clear()
             m.prediction_drift.clear()
@@ -316,14 +364,21 @@ class ServiceState:
             await self.live_slices.refresh(self.serving, self.settings.quality_refresh_seconds)
 
     def _set_quality(self, serving: Serving, quality: dict[int, dict[str, float]]) -> None:
+        if serving is not self.serving:
+            return  # swapped while reading: the next scrape reports what serves now
         m = self.metrics
         m.feedback_quality.clear()
         for version, measures in quality.items():
             for measure, value in measures.items():
                 m.feedback_quality.labels(version=str(version), measure=measure).set(value)
-        mine = quality.get(serving.model.ref.version, {})
-        m.feedback_accuracy.set(mine.get("accuracy", float("nan")))
-        m.feedback_mae.set(mine.get("mae", float("nan")))
+        by_variant = self.feedback.variant_quality if self.feedback is not None else {}
+        for variant, model in serving.variants().items():
+            # During a test each variant's own labels; outside one the version's, whatever
+            # variant answered them.
+            mine = by_variant.get((model.ref.version, variant), {}) if variant \
+                else quality.get(model.ref.version, {})
+            m.feedback_accuracy.labels(variant=variant).set(mine.get("accuracy", float("nan")))
+            m.feedback_mae.labels(variant=variant).set(mine.get("mae", float("nan")))
 
     def refresh_gauges(self) -> None:
         """Compute the window statistics right before metrics are read."""

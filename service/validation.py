@@ -34,16 +34,26 @@ class Batch:
     columns: list[tuple[Any, ...]]
     rows: int
     single: bool
+    # An A/B test's unit field, per record as received (None where absent); None outside a
+    # test or when the unit field is not in the body's records.
+    units: tuple[Any, ...] | None = None
 
 
 class RequestCodec:
     """Decodes request data for one signature, with the same rules whatever its shape: a
     record object or an array of them (/v1), one feature's values (a tensor), or rows of
-    values in a given column order (a data frame split into columns and rows)."""
+    values in a given column order (a data frame split into columns and rows).
 
-    def __init__(self, signature: Signature, max_rows: int) -> None:
+    With `unit_field` (an A/B test's), /v1 records may also carry that field although it is no
+    feature: it is taken out of the record (`Batch.units`) before the model sees it. When the
+    signature declares a feature of that name it stays a feature, and its values are the units.
+    """
+
+    def __init__(self, signature: Signature, max_rows: int,
+                 unit_field: str | None = None) -> None:
         self.signature = signature
         self.max_rows = max_rows
+        self.unit_field = unit_field
         self._features = {f.name: f for f in signature.features}
         self._index = {f.name: i for i, f in enumerate(signature.features)}
         self.types = [_field_type(f) for f in signature.features]
@@ -57,6 +67,18 @@ class RequestCodec:
         self._decoder = msgspec.json.Decoder(record | batch)
         self._records = msgspec.json.Decoder(batch)
         self._record = record
+        self._unit_feature = self._index.get(unit_field) if unit_field else None
+        self._extra = unit_field is not None and self._unit_feature is None
+        if self._extra:
+            # Any JSON value: routing.unit_text says which are unit ids, with its own refusal.
+            record = msgspec.defstruct(
+                "Record", [*((f"f{i}", t) for i, t in enumerate(self.types)), ("unit", Any, None)],
+                rename={**{f"f{i}": f.name for i, f in enumerate(signature.features)},
+                        "unit": unit_field},
+                forbid_unknown_fields=True)
+            batch = Annotated[list[record], msgspec.Meta(min_length=1, max_length=max_rows)]
+            self._decoder = msgspec.json.Decoder(record | batch)
+            self._record = record
         self._columns: dict[int, msgspec.json.Decoder] = {}
         self._rows: dict[tuple[str, ...], msgspec.json.Decoder] = {}
         # An empty category reaches the model as "", which encodes as no category.
@@ -67,9 +89,23 @@ class RequestCodec:
         """Validate and split a /v1 body, or raise RequestInvalid naming field and rule."""
         value = self._run(self._decoder, body, self._record_path)
         astuple = msgspec.structs.astuple
-        if isinstance(value, self._record):
-            return Batch(self._unblank([(v,) for v in astuple(value)]), 1, True)
-        return Batch(self._unblank(list(zip(*map(astuple, value)))), len(value), False)
+        single = isinstance(value, self._record)
+        if single:
+            columns = [(v,) for v in astuple(value)]
+        else:
+            columns = list(zip(*map(astuple, value)))
+        if self.unit_field is None:
+            return Batch(self._unblank(columns), 1 if single else len(value), single)
+        units = columns.pop() if self._extra else None
+        columns = self._unblank(columns)
+        if not self._extra:
+            units = columns[self._unit_feature]
+        return Batch(columns, len(units), single, units)
+
+    def feature_units(self, columns: list[tuple[Any, ...]]) -> tuple[Any, ...] | None:
+        """The unit field's values when the signature declares it as a feature (the protocols
+        without room for an extra field route by these), else None."""
+        return columns[self._unit_feature] if self._unit_feature is not None else None
 
     def decode_records(self, data: bytes) -> list[tuple[Any, ...]]:
         """Columns of a JSON array of record objects."""

@@ -20,12 +20,6 @@ ANALYSIS = [ROOT / "environments" / "base" / "canary" / "analysis-template.yaml"
             ROOT / "environments" / "base" / "blue-green" / "analysis-templates.yaml"]
 # Exported by the Argo Rollouts controller, not by the service.
 NOT_FROM_SERVICE = {"rollout_info"}
-# Agreed with the service: live MAE of a regression model, the pinned model's test metrics (from
-# its pin) by metric, and an A/B test's split by variant (/work/plan/AB_SERVICE.md, with the
-# `variant` label on request, prediction and feedback series). Accepted here until the service
-# exports them; drop this set then.
-AGREED_WITH_SERVICE = {"gitops_ml_feedback_mae", "gitops_ml_model_test_metric",
-                       "gitops_ml_ab_split"}
 TOKEN = re.compile(r"[A-Za-z_:][A-Za-z0-9_:]*")
 
 pytestmark = pytest.mark.skipif(shutil.which("promtool") is None,
@@ -189,7 +183,7 @@ def test_every_metric_the_rules_dashboard_and_analysis_read_is_exported_by_the_s
                 if ":" in name:
                     assert name in recorded, f"{source} reads {name}, which no rule records"
                     continue
-                assert name in exported | AGREED_WITH_SERVICE, (
+                assert name in exported, (
                     f"{source} reads {name}, which the service does not export")
 
 

@@ -209,7 +209,6 @@ def test_every_dashboard_panel_query_runs_against_the_live_series(prometheus, tr
 
 def test_every_metric_the_rules_and_dashboard_read_is_on_the_live_metrics_page(service):
     from test_monitoring import (
-        AGREED_WITH_SERVICE,
         NOT_FROM_SERVICE,
         exprs_of_analysis,
         exprs_of_dashboard,
@@ -230,6 +229,6 @@ def test_every_metric_the_rules_and_dashboard_read_is_on_the_live_metrics_page(s
                   else {name if name.endswith("_total") or kind != "counter" else f"{name}_total"})
     for expr in exprs_of_rules() + exprs_of_dashboard() + exprs_of_analysis():
         for name in metric_names(expr):
-            if ":" in name or name in NOT_FROM_SERVICE | AGREED_WITH_SERVICE:
+            if ":" in name or name in NOT_FROM_SERVICE:
                 continue
             assert name in names, f"{name} is not on {url}/metrics"

@@ -49,7 +49,9 @@ def test_predictions_match_the_registered_model(service, served_registry):
     one = service.post("/v1/predict", json=records[7])
     assert one.status_code == 200
     single = one.json()
-    assert set(single) == {"model", "version", "prediction", "probability", "prediction_id"}
+    assert set(single) == {"model", "version", "prediction", "probability", "prediction_id",
+                           "variant"}
+    assert single["variant"] is None  # no A/B test runs
     assert single["probability"] == pytest.approx(expected[7], abs=1e-6)
 
 

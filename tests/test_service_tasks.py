@@ -41,7 +41,9 @@ def fresh(served_registry, tmp_path):
 
 def _check_rows(task, rows: list[dict], records: list[dict]) -> None:
     labels, scores = task.expected(records)
-    assert all(set(r) == ROW_KEYS[task.task] for r in rows), rows[0]
+    # Outside an A/B test every row names no variant, and the version that answered it.
+    assert all(set(r) == ROW_KEYS[task.task] | {"version", "variant"} for r in rows), rows[0]
+    assert all(r["variant"] is None and r["version"] == task.version for r in rows)
     if task.task == "regression":
         got = np.array([r["prediction"] for r in rows])
         assert np.max(np.abs(got - scores) / (1 + np.abs(scores))) < 1e-5
@@ -70,8 +72,8 @@ def test_answers_are_the_registered_models_for_each_task(served):
     one = svc.post("/v1/predict", json=records[0])
     assert one.status_code == 200
     single = one.json()
-    assert set(single) == ROW_KEYS[task.task] | {"model", "version"}
-    _check_rows(task, [{k: single[k] for k in ROW_KEYS[task.task]}], records[:1])
+    assert set(single) == ROW_KEYS[task.task] | {"model", "version", "variant"}
+    _check_rows(task, [{k: v for k, v in single.items() if k != "model"}], records[:1])
 
 
 @pytest.mark.parametrize("served", ["multiclass", "regression"], indirect=True)

@@ -154,28 +154,31 @@ class PredictionLog:
                                kept, stored.correct, stored.abs_error))
         return out
 
-    def live_quality(self, model: str, window: int) -> dict[int, dict[str, float]]:
+    def live_quality(self, model: str, window: int, *, by_variant: bool = False
+                     ) -> dict[Any, dict[str, float]]:
         """Per version of `model`: labelled predictions among the newest `window` labels, and
-        their accuracy (classifiers) or mean absolute error (regression)."""
-        recent = (select(predictions.c.version, feedback.c.correct, feedback.c.abs_error)
+        their accuracy (classifiers) or mean absolute error (regression). With `by_variant`,
+        per (version, A/B variant) instead (variant None outside a test)."""
+        recent = (select(predictions.c.version, predictions.c.variant, feedback.c.correct,
+                         feedback.c.abs_error)
                   .join(feedback, feedback.c.prediction_id == predictions.c.id)
                   .where(predictions.c.model == model)
                   .order_by(feedback.c.received_at.desc()).limit(window).subquery())
         correct = func.avg(case((recent.c.correct.is_(None), None),
                                 (recent.c.correct, 1.0), else_=0.0))
-        query = select(recent.c.version, func.count(), correct,
-                       func.avg(recent.c.abs_error)).group_by(recent.c.version)
+        query = select(recent.c.version, recent.c.variant, func.count(), correct,
+                       func.avg(recent.c.abs_error)).group_by(recent.c.version, recent.c.variant)
         with self.engine.connect() as connection:
             rows = connection.execute(query).all()
-        out = {}
-        for version, n, correct, error in rows:
+        out: dict[tuple[int, str | None], dict[str, float]] = {}
+        for version, variant, n, correct, error in rows:
             entry: dict[str, float] = {"labelled": int(n)}
             if correct is not None:
                 entry["accuracy"] = float(correct)
             if error is not None:
                 entry["mae"] = float(error)
-            out[int(version)] = entry
-        return out
+            out[(int(version), variant)] = entry
+        return out if by_variant else fold_variants(out)
 
     # ---- the pipeline's side ------------------------------------------------------------
     def labelled(self, model: str, since: datetime | None = None) -> list[dict[str, Any]]:
@@ -245,6 +248,25 @@ class PredictionLog:
                 select(predictions.c.id).where(old)))).rowcount
             rows = connection.execute(delete(predictions).where(old)).rowcount
         return {"predictions": rows, "labelled": labels}
+
+
+def fold_variants(quality: dict[tuple[int, str | None], dict[str, float]]
+                  ) -> dict[int, dict[str, float]]:
+    """Live quality per version from live quality per (version, variant): the variants'
+    figures weighted by their labels."""
+    out: dict[int, dict[str, float]] = {}
+    for (version, _), measures in quality.items():
+        entry = out.get(version)
+        if entry is None:
+            out[version] = dict(measures)
+            continue
+        n, total = measures["labelled"], entry["labelled"] + measures["labelled"]
+        for measure in ("accuracy", "mae"):
+            if measure in measures:
+                entry[measure] = (entry.get(measure, 0.0) * entry["labelled"]
+                                  + measures[measure] * n) / total
+        entry["labelled"] = total
+    return out
 
 
 def _feedback_row(pid: str, truth: str | float, row, regression: bool,

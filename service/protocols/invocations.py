@@ -17,6 +17,7 @@ from litestar import MediaType, Request, Response, get, post
 from litestar.exceptions import HTTPException
 from litestar.openapi import ResponseSpec
 
+from service.metrics import VARIANT_KEY
 from service.openapi import operation_with_body
 from service.protocols.common import json_response
 from service.serving import ServiceState
@@ -168,7 +169,19 @@ def build(state: ServiceState, check: Callable[[Any, str], None] | None,
             columns = decode(await request.body(), serving.codec)
         except Refused as exc:
             return json_response(MlflowError("BAD_REQUEST", str(exc)), 400)
-        answer = serving.predictor(columns, issue_ids=False)
+        if serving.ab is None:
+            answer = serving.predictor(columns, issue_ids=False)
+        else:
+            # MLflow's record formats have no room for a unit field: the unit header routes
+            # (or the field when it is a feature), else the draw.
+            try:
+                routed = serving.ab.route(request.scope["headers"], columns,
+                                          serving.codec.feature_units(columns), False,
+                                          issue_ids=False)
+            except RequestInvalid as exc:
+                return json_response(MlflowError("BAD_REQUEST", exc.message), 400)
+            request.scope[VARIANT_KEY] = routed.variant
+            answer = routed.answer
         predictions = answer.values if answer.labels is None else answer.probabilities.tolist()
         return json_response({"predictions": predictions})
 

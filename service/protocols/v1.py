@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from itertools import repeat
 from typing import Annotated, Any
 
 import msgspec
@@ -16,6 +17,7 @@ from litestar.exceptions import NotFoundException, ServiceUnavailableException
 
 from contracts.prediction_log.store import Outcome
 from contracts.signature import Signature
+from service.ab import Routed
 from service.feedback import (
     AlreadyAnswered,
     InvalidTruth,
@@ -24,6 +26,7 @@ from service.feedback import (
     check_truth,
 )
 from service.inference import Answer
+from service.metrics import VARIANT_KEY
 from service.openapi import operation_with_body
 from service.protocols.common import (
     Conflict,
@@ -60,29 +63,39 @@ def refusal(exc: RequestInvalid) -> MalformedBody | UnprocessableBody:
 
 
 def encode(answer: Answer, name: str, version: int, task: str, classes: tuple[str, ...],
-           single: bool) -> Any:
-    """The /v1 body for an answer."""
+           single: bool, routed: Routed | None = None) -> Any:
+    """The /v1 body for an answer (`routed`: which A/B variant answered each row)."""
     labels, ids = answer.labels, answer.ids
     if single:
+        variant = routed.variant if routed is not None else None
         if task == "binary":
-            return BinaryResponse(name, version, labels[0], answer.values[0], ids[0])
+            return BinaryResponse(name, version, labels[0], answer.values[0], ids[0], variant)
         if task == "multiclass":
             return MulticlassResponse(name, version, labels[0],
-                                      dict(zip(classes, answer.probabilities[0].tolist())), ids[0])
-        return RegressionResponse(name, version, answer.values[0], ids[0])
-    if task == "binary":
-        rows: list[Any] = [BinaryRow(lab, p, i) for lab, p, i in zip(labels, answer.values, ids)]
-    elif task == "multiclass":
-        rows = [MulticlassRow(lab, dict(zip(classes, p)), i)
-                for lab, p, i in zip(labels, answer.probabilities.tolist(), ids)]
+                                      dict(zip(classes, answer.probabilities[0].tolist())), ids[0],
+                                      variant)
+        return RegressionResponse(name, version, answer.values[0], ids[0], variant)
+    if routed is None:
+        versions, variants = repeat(version), repeat(None)
     else:
-        rows = [RegressionRow(v, i) for v, i in zip(answer.values, ids)]
+        versions, variants = routed.versions, routed.variants
+    if task == "binary":
+        rows: list[Any] = [BinaryRow(lab, p, i, n, v) for lab, p, i, n, v
+                           in zip(labels, answer.values, ids, versions, variants)]
+    elif task == "multiclass":
+        rows = [MulticlassRow(lab, dict(zip(classes, p)), i, n, v) for lab, p, i, n, v
+                in zip(labels, answer.probabilities.tolist(), ids, versions, variants)]
+    else:
+        rows = [RegressionRow(value, i, n, v)
+                for value, i, n, v in zip(answer.values, ids, versions, variants)]
     return BatchResponse(name, version, rows)
 
 
 def row_json_schema(signature: Signature) -> dict[str, Any]:
     """One row's result, as /v1/predict answers it for this signature's task."""
-    props: dict[str, Any] = {"prediction_id": {"type": "string"}}
+    props: dict[str, Any] = {"prediction_id": {"type": "string"}, "variant": {
+        "type": ["string", "null"], "enum": ["a", "b", None],
+        "description": "The A/B variant that answered (null outside a test)."}}
     if signature.task == "regression":
         props["prediction"] = {"type": "number"}
     else:
@@ -111,6 +124,12 @@ def build(state: ServiceState, check: Callable[[Any, str], None] | None,
                                       "description": "No model is in service yet."}
         else:
             record = record_json_schema(serving.model.signature)
+            field = serving.ab.field if serving.ab is not None else None
+            if field and field not in record["properties"]:
+                record["properties"][field] = {
+                    "type": ["string", "integer", "null"],
+                    "description": "The A/B test's unit id (a customer, an account): not a "
+                                   "feature, not logged; the unit header wins over it."}
         return {"oneOf": [record, {"type": "array", "items": record, "minItems": 1,
                                    "maxItems": max_rows}]}
 
@@ -122,6 +141,8 @@ def build(state: ServiceState, check: Callable[[Any, str], None] | None,
         head = {"model": {"type": "string"}, "version": {"type": "integer"}}
         single = {"type": "object", "properties": {**head, **row["properties"]},
                   "required": [*head, *row["required"]]}
+        row = {**row, "properties": {**row["properties"], "version": {"type": "integer"}},
+               "required": [*row["required"], "version"]}
         batch = {"type": "object", "properties": {**head, "predictions": {
             "type": "array", "items": row}}, "required": [*head, "predictions"]}
         return {"oneOf": [single, batch]}
@@ -142,7 +163,8 @@ def build(state: ServiceState, check: Callable[[Any, str], None] | None,
     def feedback_answer() -> dict[str, Any]:
         serving = state.serving
         regression = serving is not None and not serving.model.signature.is_classifier
-        common = {"prediction_id": {"type": "string"}, "version": {"type": "integer"}}
+        common = {"prediction_id": {"type": "string"}, "version": {"type": "integer"},
+                  "variant": {"type": ["string", "null"], "enum": ["a", "b", None]}}
         if regression:
             item = {"type": "object", "properties": {
                 **common, "label": {"type": "number"}, "predicted": {"type": "number"},
@@ -172,10 +194,20 @@ def build(state: ServiceState, check: Callable[[Any, str], None] | None,
         except RequestInvalid as exc:
             raise refusal(exc) from None
         predictor = serving.predictor
-        answer = predictor(batch.columns)
         ref = serving.model.ref
-        return json_response(encode(answer, ref.name, ref.version, predictor.task,
-                                    predictor.classes, batch.single))
+        ab = serving.ab
+        if ab is None:
+            answer = predictor(batch.columns)
+            return json_response(encode(answer, ref.name, ref.version, predictor.task,
+                                        predictor.classes, batch.single))
+        try:
+            routed = ab.route(request.scope["headers"], batch.columns, batch.units,
+                              batch.single)
+        except RequestInvalid as exc:
+            raise refusal(exc) from None
+        request.scope[VARIANT_KEY] = routed.variant
+        return json_response(encode(routed.answer, ref.name, routed.version, predictor.task,
+                                    predictor.classes, batch.single, routed))
 
     @post("/v1/feedback", operation_id="feedback", status_code=200, security=security,
           tags=["predictions"], responses=error_specs(
@@ -230,22 +262,32 @@ def build(state: ServiceState, check: Callable[[Any, str], None] | None,
                                   "stored") from None
         except LogUnavailable as exc:
             raise ServiceUnavailableException(f"{exc}; nothing was stored") from None
-        answers = [_answer(o, i, classes is None) for o, i in zip(outcomes, items)]
+        # A label counts under its variant while that variant serves (a finished test
+        # leaves no series behind); the answer names it whenever.
+        serving_now = state.serving
+        serving_pairs = {(m.ref.version, v) for v, m in serving_now.variants().items()} \
+            if serving_now is not None else set()
+        answers = [_answer(o, i, classes is None, serving_pairs)
+                   for o, i in zip(outcomes, items)]
         return json_response(BatchFeedbackResponse(answers) if batch else answers[0])
 
-    def _answer(outcome: Outcome, item: FeedbackRequest, regression: bool
+    def _answer(outcome: Outcome, item: FeedbackRequest, regression: bool,
+                serving_pairs: set[tuple[int, str]]
                 ) -> FeedbackResponse | RegressionFeedbackResponse:
         counted = outcome.status == "stored"  # a repeat is answered again, not counted again
+        variant = outcome.variant or ""
+        if (outcome.version, variant) not in serving_pairs:
+            variant = ""
         if regression:
             if counted:
-                state.metrics.feedback.labels(outcome="scored").inc()
+                state.metrics.feedback.labels(outcome="scored", variant=variant).inc()
             return RegressionFeedbackResponse(item.prediction_id, float(item.label),
                                               outcome.predicted, outcome.version,
-                                              outcome.abs_error)
+                                              outcome.abs_error, outcome.variant)
         verdict = "correct" if outcome.correct else "incorrect"
         if counted:
-            state.metrics.feedback.labels(outcome=verdict).inc()
+            state.metrics.feedback.labels(outcome=verdict, variant=variant).inc()
         return FeedbackResponse(item.prediction_id, item.label, outcome.predicted,
-                                outcome.version, verdict)
+                                outcome.version, verdict, outcome.variant)
 
     return [predict, feedback]

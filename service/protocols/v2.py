@@ -4,6 +4,11 @@ The served model answers by its registered name, and by its pinned version under
 `/versions/{version}/`; any other name or version is 404. Errors carry the protocol's body,
 `{"error": "..."}`. Requests run through the same predictor as /v1: same rules, metrics, drift
 window and prediction ids (returned in the response `parameters.prediction_ids`).
+
+During an A/B test a request is routed by the unit header (or by the unit field when the model
+takes it as an input), else at random; `parameters.variant` says which variant answered (`a`,
+`b`, or `mixed` with `parameters.variants` per row); outside a test it is absent. The versioned
+path of either variant's version asks for that variant.
 """
 from __future__ import annotations
 
@@ -16,12 +21,14 @@ from litestar.exceptions import HTTPException, NotFoundException, ServiceUnavail
 from litestar.openapi import ResponseSpec
 
 from contracts.signature import Signature
+from service.ab import Routed
 from service.inference import Answer
+from service.metrics import VARIANT_KEY
 from service.openapi import operation_with_body
 from service.protocols.common import json_response
 from service.protocols.tensors import TensorInvalid, columns, datatype, fast, parse
 from service.serving import ServiceState, Serving
-from service.validation import record_json_schema
+from service.validation import RequestInvalid, record_json_schema
 
 PREFIX = "/v2"
 _MODEL = "/models/{name:str}"
@@ -75,7 +82,7 @@ def metadata(serving: Serving) -> dict[str, Any]:
         parameters["classes"] = list(sig.classes or [])
     if sig.positive_class is not None:
         parameters["positive_class"] = sig.positive_class
-    return {"name": ref.name, "versions": [str(ref.version)],
+    return {"name": ref.name, "versions": [str(m.ref.version) for m in serving.variants().values()],
             "platform": "onnxruntime_onnx" if serving.model.runtime == "onnxruntime"
             else "sklearn", "inputs": [{"name": f.name, "datatype": datatype(f),
                                         "shape": [-1, 1]} for f in sig.features],
@@ -83,8 +90,9 @@ def metadata(serving: Serving) -> dict[str, Any]:
 
 
 def encode(answer: Answer, serving: Serving, request_id: str | None,
-           wanted: list[str] | None) -> dict[str, Any]:
-    """The inference response: the task's outputs (those asked for) and the prediction ids."""
+           wanted: list[str] | None, routed: Routed | None = None) -> dict[str, Any]:
+    """The inference response: the task's outputs (those asked for), the prediction ids and
+    the A/B variant that answered."""
     ref = serving.model.ref
     n = len(answer.ids)
     if answer.labels is None:
@@ -102,8 +110,15 @@ def encode(answer: Answer, serving: Serving, request_id: str | None,
                             "data": p.ravel().tolist()})
     if wanted is not None:
         tensors = [t for t in tensors if t["name"] in wanted]
-    body: dict[str, Any] = {"model_name": ref.name, "model_version": str(ref.version),
-                            "parameters": {"prediction_ids": answer.ids}, "outputs": tensors}
+    # Only during an A/B test: a null parameter is outside the protocol's types.
+    parameters: dict[str, Any] = {"prediction_ids": answer.ids}
+    version = ref.version
+    if routed is not None:
+        parameters["variant"], version = routed.variant, routed.version
+        if routed.variant == "mixed":
+            parameters["variants"] = routed.variants
+    body: dict[str, Any] = {"model_name": ref.name, "model_version": str(version),
+                            "parameters": parameters, "outputs": tensors}
     if request_id is not None:
         body["id"] = request_id
     return body
@@ -124,9 +139,10 @@ def build(state: ServiceState, check: Callable[[Any, str], None] | None,
         if serving is None:
             raise ServiceUnavailableException(f"model {name!r} is not ready: "
                                               f"{state.not_ready_reason()}")
-        if version is not None and version != str(serving.model.ref.version):
+        served = [str(m.ref.version) for m in serving.variants().values()]
+        if version is not None and version not in served:
             raise NotFoundException(f"unknown version {version!r} of {name!r}: this server "
-                                    f"serves version {serving.model.ref.version}")
+                                    f"serves version {' and '.join(served)}")
         return serving
 
     def infer_body() -> dict[str, Any]:
@@ -186,8 +202,20 @@ def build(state: ServiceState, check: Callable[[Any, str], None] | None,
             if unknown := [w for w in wanted if w not in known]:
                 return json_response(ErrorV2(f"unknown output {unknown[0]!r}: the outputs are "
                                              f"{', '.join(sorted(known))}"), 400)
-        answer = serving.predictor(cols)
-        return json_response(encode(answer, serving, parsed.id, wanted))
+        ab = serving.ab
+        if ab is None:
+            return json_response(encode(serving.predictor(cols), serving, parsed.id, wanted))
+        try:
+            if version is not None:  # the caller asks for one variant by its version
+                chosen = next(v for v, n in ab.versions.items() if str(n) == version)
+                routed = ab.predict(cols, [chosen] * len(cols[0]))
+            else:
+                routed = ab.route(request.scope["headers"], cols,
+                                  serving.codec.feature_units(cols), False)
+        except RequestInvalid as exc:
+            return json_response(ErrorV2(exc.message), 400)
+        request.scope[VARIANT_KEY] = routed.variant
+        return json_response(encode(routed.answer, serving, parsed.id, wanted, routed))
 
     infer_doc = operation_with_body(
         infer_body, "One input tensor per feature, the batch as the first dimension "
