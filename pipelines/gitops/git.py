@@ -70,6 +70,17 @@ def branch_exists(repo: Path, branch: str) -> bool:
                     check=False).strip())
 
 
+def change_base(repo: Path, *, needs_branch: bool, to: str) -> str | None:
+    """The branch a change to the repository starts from, after refusing a dirty work tree,
+    and a detached HEAD when the change lands on the branch or is pushed (`to`: what the
+    branch is checked out for, e.g. "promote on")."""
+    require_clean(repo)
+    base = current_branch(repo)
+    if base is None and needs_branch:
+        raise CommandError(f"HEAD is detached: check out the branch to {to}")
+    return base
+
+
 def require_clean(repo: Path) -> None:
     """Refuse when tracked files have uncommitted changes (staged or not)."""
     dirty = git(repo, "status", "--porcelain=v1", "--untracked-files=no").splitlines()
@@ -93,6 +104,15 @@ def show(repo: Path, rev: str, path: str) -> str | None:
     """The text of `path` at `rev`, or None when it does not exist there."""
     proc = _run(repo, "show", f"{rev}:{path}")
     return proc.stdout if proc.returncode == 0 else None
+
+
+def text_at(repo: Path, path: str, rev: str | None = None) -> tuple[str | None, str]:
+    """(text, how to name it in an error) of `path` in the work tree, or at commit `rev`;
+    the text is None when the file does not exist there."""
+    if rev is None:
+        file = Path(repo) / path
+        return (file.read_text() if file.is_file() else None), path
+    return show(repo, rev, path), f"{path} at {rev[:12]}"
 
 
 @dataclass

@@ -125,11 +125,7 @@ def parse(content: str, source: str) -> Image:
 def read(repo: Path, env: str, rev: str | None = None) -> Image:
     """The image `env` runs in the work tree, or at commit `rev`."""
     path = relpath(env)
-    if rev is None:
-        file = Path(repo) / path
-        content, source = (file.read_text() if file.is_file() else None), path
-    else:
-        content, source = gitops.show(repo, rev, path), f"{path} at {rev[:12]}"
+    content, source = gitops.text_at(repo, path, rev)
     if content is None:
         raise CommandError(f"{env} has no {path}: every environment names its service image "
                            f"there")
@@ -190,10 +186,7 @@ def set_image(repo: Path, env: str, image: Image | None = None, *, from_env: str
     if image.name == SOURCE and current.name != SOURCE:
         image = Image(current.name, image.digest, image.tag)  # the name it already has
     image.check()
-    gitops.require_clean(repo)
-    base = gitops.current_branch(repo)
-    if base is None and (here or push):
-        raise CommandError("HEAD is detached: check out the branch to roll out on")
+    base = gitops.change_base(repo, needs_branch=here or push, to="roll out on")
     before = pins.PREREQUISITE.get(env)
     if before:
         held = read(repo, before, "HEAD")

@@ -115,11 +115,7 @@ def read(repo: Path, env: str, model: str, rev: str | None = None) -> Pin:
     """The pin of `model` in `env` in the work tree, or at commit `rev`; an absent file reads
     as empty."""
     path = relpath(env, model)
-    if rev is None:
-        file = Path(repo) / path
-        text, source = (file.read_text() if file.exists() else None), path
-    else:
-        text, source = gitops.show(repo, rev, path), f"{path} at {rev[:12]}"
+    text, source = gitops.text_at(repo, path, rev)
     if text is None:
         return Pin(environment=env)
     return parse(text, env, model, source)

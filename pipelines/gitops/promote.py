@@ -241,10 +241,7 @@ def promote(repo: Path, model: str, version: int, env: str, *, here: bool = Fals
     repo = gitops.toplevel(Path(repo))
     store = Path(registry_repo) if registry_repo else repo
     pins.require_model(repo, env, model)
-    gitops.require_clean(repo)
-    base = gitops.current_branch(repo)
-    if base is None and (here or push):
-        raise CommandError("HEAD is detached: check out the branch to promote on")
+    base = gitops.change_base(repo, needs_branch=here or push, to="promote on")
     current = pins.read(repo, env, model, "HEAD")
     if current.is_ab:
         raise CommandError(

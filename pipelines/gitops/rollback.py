@@ -63,10 +63,7 @@ def rollback(repo: Path, env: str, model: str | None = None, *, here: bool = Fal
     commit stays exactly what a hand-typed `git revert` makes."""
     repo = gitops.toplevel(Path(repo))
     model = pins.resolve_model(repo, env, model)
-    gitops.require_clean(repo)
-    base = gitops.current_branch(repo)
-    if base is None and (here or push):
-        raise CommandError("HEAD is detached: check out the branch to roll back on")
+    base = gitops.change_base(repo, needs_branch=here or push, to="roll back on")
     path = pins.relpath(env, model)
     target = history.newest_active_promotion(repo, env, model)
     if target is None:

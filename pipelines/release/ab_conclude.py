@@ -118,10 +118,7 @@ def conclude(repo: Path, env: str, model: str | None = None, *, force: bool = Fa
     `keep`, for `reason`); push / open a PR when asked."""
     repo = gitops.toplevel(Path(repo))
     model = pins.resolve_model(repo, env, model)
-    gitops.require_clean(repo)
-    base = gitops.current_branch(repo)
-    if base is None and (here or push):
-        raise CommandError("HEAD is detached: check out the branch to conclude on")
+    base = gitops.change_base(repo, needs_branch=here or push, to="conclude on")
     if keep is not None and keep not in ("a", "b"):
         raise CommandError(f"--keep must be a or b, got {keep!r}")
     if force and not (reason and reason.strip()):

@@ -289,10 +289,7 @@ def change(repo: Path, env: str, model: str | None, strategy: str | None, *,
         pins.require_model(repo, env, model)
     else:
         pins.require_environment(repo, env)
-    gitops.require_clean(repo)
-    base = gitops.current_branch(repo)
-    if base is None and (here or push):
-        raise CommandError("HEAD is detached: check out the branch to change")
+    base = gitops.change_base(repo, needs_branch=here or push, to="change")
     env_strategy = environment_strategy(repo, env)
     own = model_override(repo, env, model) if model else None
     if model and strategy is None and own is None:
