@@ -98,14 +98,20 @@ def test_every_alert_fires_and_stays_silent_in_the_promtool_unit_tests():
         assert fired and silent, f"{name} needs a unit test that fires it and one that does not"
 
 
-def test_a_weakened_alert_threshold_fails_the_unit_tests(tmp_path):
-    # The unit tests pin behaviour: raising the error-rate threshold to 50% must break them.
+def unit_tests_of_changed_rules(tmp_path: Path, old: str, new: str) -> subprocess.CompletedProcess:
+    """promtool's unit tests run against the rule file with `old` replaced by `new`."""
     (tmp_path / "tests").mkdir()
-    rules = RULES.read_text().replace("error_ratio:rate5m > 0.05", "error_ratio:rate5m > 0.5")
+    rules = RULES.read_text().replace(old, new)
     assert rules != RULES.read_text()
     (tmp_path / RULES.name).write_text(rules)
     shutil.copy(RULE_TESTS, tmp_path / "tests" / RULE_TESTS.name)
-    proc = promtool("test", "rules", RULE_TESTS.name, cwd=tmp_path / "tests")
+    return promtool("test", "rules", RULE_TESTS.name, cwd=tmp_path / "tests")
+
+
+def test_a_weakened_alert_threshold_fails_the_unit_tests(tmp_path):
+    # The unit tests pin behaviour: raising the error-rate threshold to 50% must break them.
+    proc = unit_tests_of_changed_rules(tmp_path, "error_ratio:rate5m > 0.05",
+                                       "error_ratio:rate5m > 0.5")
     assert proc.returncode != 0
     assert "GitopsMlHighErrorRate" in proc.stdout + proc.stderr
 
@@ -113,13 +119,8 @@ def test_a_weakened_alert_threshold_fails_the_unit_tests(tmp_path):
 def test_a_slice_rule_without_its_row_minimum_fails_the_unit_tests(tmp_path):
     # A slice of 30 labelled rows under its floor is reported, never alerted on: judging it
     # anyway must break the unit tests.
-    (tmp_path / "tests").mkdir()
-    rules = RULES.read_text().replace("group_left gitops_ml_slice_min_rows",
-                                      "group_left 0 * gitops_ml_slice_min_rows")
-    assert rules != RULES.read_text()
-    (tmp_path / RULES.name).write_text(rules)
-    shutil.copy(RULE_TESTS, tmp_path / "tests" / RULE_TESTS.name)
-    proc = promtool("test", "rules", RULE_TESTS.name, cwd=tmp_path / "tests")
+    proc = unit_tests_of_changed_rules(tmp_path, "group_left gitops_ml_slice_min_rows",
+                                       "group_left 0 * gitops_ml_slice_min_rows")
     assert proc.returncode != 0
     assert "GitopsMlSliceQualityLow" in proc.stdout + proc.stderr
     assert "Two year" in proc.stdout + proc.stderr
