@@ -65,7 +65,7 @@ class ModelRef(BaseModel):
     def _uri_is_immutable(self) -> ModelRef:
         expected = f"models:/{self.name}/{self.version}"
         if self.uri != expected:
-            # An alias (models:/churn@prod) or "latest" would let the bytes change under the pin.
+            # An alias (models:/fraud@prod) or "latest" would let the bytes change under the pin.
             raise ValueError(f"uri must be the immutable {expected!r}, got {self.uri!r}")
         return self
 

@@ -2,7 +2,7 @@
 
 dvc.yaml stays the one definition of the pipeline, and DVC itself resolves it (its `foreach`
 over the declared models, its interpolation from params.yaml): every resolved stage, such as
-`train@churn`, becomes a container step running that stage's own command in the project
+`train@fraud`, becomes a container step running that stage's own command in the project
 image, on a checkout of the repository at the requested revision. A stage's outputs become
 Argo artifacts and reach the later stages that list them as dependencies, at the same paths,
 so the modules cannot tell Argo from a laptop. Each model gets one DAG (its stages, then
@@ -76,7 +76,7 @@ DEFAULT_RESOURCES = Resources(cpu_request="500m", memory_request="1Gi", memory_l
 
 @dataclass(frozen=True)
 class Stage:
-    """One stage as DVC resolves it: `train@churn` is stage `train` of model `churn`."""
+    """One stage as DVC resolves it: `train@fraud` is stage `train` of model `fraud`."""
 
     name: str
     cmd: list[str]
@@ -120,12 +120,12 @@ def stages(repo: Path = ROOT) -> list[Stage]:
 
 
 def artifact_name(path: str) -> str:
-    """Argo artifact name of a path: data/churn/train.parquet -> data-churn-train-parquet."""
+    """Argo artifact name of a path: data/fraud/train.parquet -> data-fraud-train-parquet."""
     return re.sub(r"[^a-z0-9]+", "-", path.lower()).strip("-")
 
 
 def template_name(stage: Stage) -> str:
-    """Argo template of a stage: train@churn -> train-churn."""
+    """Argo template of a stage: train@fraud -> train-fraud."""
     return f"{stage.base}-{stage.model}"
 
 

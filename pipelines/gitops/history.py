@@ -94,7 +94,7 @@ class Event:
 
     @property
     def label(self) -> str:
-        """`churn v2`, `churn v2/v3` (an A/B test), or `nothing`."""
+        """`fraud v2`, `fraud v2/v3` (an A/B test), or `nothing`."""
         if self.served.is_empty:
             return "nothing"
         note = f", {self.served.note()}" if self.served.note() else ""

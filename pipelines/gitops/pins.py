@@ -85,8 +85,8 @@ def resolve_model(repo: Path, env: str, model: str | None) -> str:
 
 
 def label(pin: Pin) -> str:
-    """What a pin serves in a few words: `churn v2`, `churn v2 (shadow v3)`,
-    `churn v2 90% / v3 10%` (an A/B test), or `nothing`."""
+    """What a pin serves in a few words: `fraud v2`, `fraud v2 (shadow v3)`,
+    `fraud v2 90% / v3 10%` (an A/B test), or `nothing`."""
     if pin.is_empty:
         return "nothing"
     text = f"{pin.model.name} v{pin.model.version}"
