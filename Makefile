@@ -58,7 +58,7 @@ test: dev system-deps image-deps  ## the test suite
 	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup --durations=25; status=$$?; \
 	wait $$build; exit $$status
 
-test-fast: dev  ## the tests that start no pipeline, registry, server, database or image (a minute or two)
+test-fast: dev  ## the tests that need no trained pipeline, registry, database, image or workflow run
 	$(PY) -m pytest -n $(TEST_WORKERS) -m "not slow" -q
 
 lint: dev  ## ruff
