@@ -61,10 +61,14 @@ def _connect(db: Path) -> sqlite3.Connection:
         raise Unreadable(f"{db} does not exist")  # MLflow creates it
     try:
         conn = sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True)
-        revisions = {r for (r,) in conn.execute("SELECT version_num FROM alembic_version")}
     except sqlite3.Error as exc:
         raise Unreadable(str(exc)) from exc
-    if not revisions <= KNOWN_SCHEMAS or not revisions:
+    try:
+        revisions = {r for (r,) in conn.execute("SELECT version_num FROM alembic_version")}
+    except sqlite3.Error as exc:
+        conn.close()
+        raise Unreadable(str(exc)) from exc
+    if not revisions or not revisions <= KNOWN_SCHEMAS:
         conn.close()
         raise Unreadable(f"schema revision {sorted(revisions)} is not one this module knows")
     return conn
