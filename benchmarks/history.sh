@@ -6,8 +6,9 @@
 #   promote          mlops promote churn 2 --to production --here     (in a scratch copy; the
 #                    registry checks included: version, gate, download and digest, staging proof)
 #   status           mlops status                                      (registry checks included)
-#   registry floor   start Python, load MLflow and ask the registry one thing: the part of
-#                    promote and status that no history length changes
+#   registry floor   start Python and ask the embedded registry one thing (read without
+#                    MLflow, see pipelines/registry/sqlite_reads.py): the part of promote and
+#                    status that no history length changes
 # on repositories built by benchmarks/history_repo.py with N production promotions (each after a
 # staging promotion of the same version, an unrelated commit after every promotion), for each N
 # in SIZES (default "100 1000 10000"). Each figure is the median of RUNS runs (default 3); the

@@ -7,8 +7,6 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
-
 from pipelines.errors import CommandError
 from pipelines.gitops import git as gitops
 
@@ -79,6 +77,8 @@ class GitHub:
         headers = self._headers()
         payload = {"title": title, "head": head, "base": base, "body": body,
                    "maintainer_can_modify": True}
+        import httpx  # here: most commands that import this module never reach GitHub
+
         try:
             response = httpx.post(url, json=payload, headers=headers, timeout=30.0)
         except httpx.HTTPError as exc:
@@ -103,6 +103,8 @@ class GitHub:
         if not pull.node_id:
             raise CommandError(f"GitHub gave no node id for {pull.url}: cannot turn on auto-merge")
         variables = {"id": pull.node_id, "method": MERGE_METHOD}
+        import httpx
+
         try:
             response = httpx.post(self.graphql_url, json={"query": _AUTO_MERGE,
                                                           "variables": variables},

@@ -12,11 +12,14 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from contracts.pin import Pin
-from contracts.prediction_log.live_slices import SliceFigure, live_slices, verdict
-from contracts.signature import Signature
 from pipelines.gitops import pins
+
+if TYPE_CHECKING:
+    from contracts.prediction_log.live_slices import SliceFigure
+    from contracts.signature import Signature
 
 # The service's default FEEDBACK_WINDOW_ROWS: the same rows the service's gauges are over.
 WINDOW = 1000
@@ -34,6 +37,8 @@ def database_at_hand(repo: Path) -> str | None:
 
 
 def _rule(figure: SliceFigure, signature: Signature) -> str:
+    from contracts.prediction_log.live_slices import verdict
+
     rules = signature.slices
     judged = [m for m in figure.metrics if m in rules.floors or m in rules.ceilings]
     if not judged:
@@ -52,6 +57,9 @@ def _rule(figure: SliceFigure, signature: Signature) -> str:
 
 def slice_rows(repo: Path, database: str, window: int = WINDOW) -> list[dict[str, str]]:
     """One row per pinned version and declared slice value, as the section shows it."""
+    # Imported here: NumPy and SQLAlchemy cost `mlops status` a third of a second, and most
+    # checkouts have no prediction log to read.
+    from contracts.prediction_log.live_slices import live_slices
     from contracts.prediction_log.store import PredictionLog
     from pipelines import declaration
 
@@ -87,13 +95,13 @@ def _versions(pin: Pin) -> list[int]:
 
 def section(repo: Path, database: str | None = None, window: int = WINDOW) -> str | None:
     """The printable section (None when no prediction log is at hand, or nothing is sliced)."""
+    database = database or database_at_hand(repo)
+    if database is None:
+        return None
     from contracts.prediction_log.__main__ import redact
     from pipelines.errors import CommandError
     from pipelines.predictions import database as db
 
-    database = database or database_at_hand(repo)
-    if database is None:
-        return None
     try:
         db.require_current(database)
         rows = slice_rows(repo, database, window)

@@ -147,7 +147,8 @@ def next_pin(current: Pin, how: str, single: Pin, ab: Split | None = None) -> tu
 
 
 def _registry():
-    # Imported on use: MLflow takes seconds to import and history/status need none of it.
+    # Imported on use: what imports this module for its helpers (benchmarks/history_repo.py)
+    # needs no registry.
     from pipelines.registry import store as registry
 
     return registry
@@ -253,8 +254,8 @@ def promote(repo: Path, model: str, version: int, env: str, *, here: bool = Fals
 
     before = pins.PREREQUISITE.get(env)
     with ThreadPoolExecutor(max_workers=1) as pool:
-        # The prerequisite's history is one `git log` in another process: read it while MLflow,
-        # the slowest part of a promotion, loads here.
+        # The prerequisite's history is one `git log` in another process: read it while the
+        # registry answers here (behind a tracking server, MLflow's client takes seconds to load).
         reading = pool.submit(history.events, repo, before, model) if before else None
         info = _version(store, model, version)
         held = reading.result() if reading else []

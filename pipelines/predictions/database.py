@@ -9,8 +9,6 @@ import argparse
 import os
 from pathlib import Path
 
-from contracts.prediction_log import migrate
-from contracts.prediction_log.__main__ import redact
 from pipelines.errors import CommandError
 
 EMBEDDED = Path(".mlflow") / "predictions.db"
@@ -26,6 +24,11 @@ def url(repo: Path | None = None) -> str:
 
 def require_current(database: str) -> None:
     """Refuse a database whose schema is not the code's (run `mlops db upgrade`)."""
+    # SQLAlchemy and Alembic load only when a database is used: `mlops status` asks url() of
+    # every checkout, and most have no prediction log.
+    from contracts.prediction_log import migrate
+    from contracts.prediction_log.__main__ import redact
+
     try:
         current = migrate.current(database)
     except Exception as exc:  # every driver raises its own kind
@@ -43,6 +46,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from contracts.prediction_log import migrate
+    from contracts.prediction_log.__main__ import redact
+
     database = url(args.repo)
     if args.action == "upgrade":
         before, after = migrate.upgrade(database)

@@ -2,21 +2,32 @@
 
 The embedded default is a SQLite store with a local artifact folder in `<repo>/.mlflow`
 (git-ignored); `MLFLOW_TRACKING_URI` points everything at a real server instead.
+
+Looking a version or a model's aliases up in a SQLite store, and fetching a version's files from a
+local artifact folder, do without MLflow (sqlite_reads.py; loading MLflow takes seconds, the
+lookup milliseconds); everything else, and any store those cannot read for certain, goes
+through MLflow's client.
 """
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
+from urllib.request import url2pathname
 
 from contracts.digest import UnsafeFileNameError, bundle_sha256
 from pipelines.errors import CommandError
+from pipelines.registry import sqlite_reads
 
 EMBEDDED_DIR = ".mlflow"
 BUNDLE_PATH = "model"  # run artifact path holding the bundle
+# What MLflow's local artifact store names a file while it is being uploaded (its downloads
+# leave such files out).
+UPLOADING = ".artifact.uploading.*"
 
 
 class RegistryError(CommandError):
@@ -38,6 +49,8 @@ class VersionInfo:
     params: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, float] = field(default_factory=dict)
     aliases: list[str] = field(default_factory=list)
+    # The tracking URI it was read from: where a `runs:/` source is resolved.
+    registry_uri: str | None = None
 
     @property
     def uri(self) -> str:
@@ -91,36 +104,58 @@ def experiment_id(name: str, repo: Path | None = None) -> str:
     return c.create_experiment(name, artifact_location=_local_artifact_root(tracking_uri(repo)))
 
 
-def _info(c, mv) -> VersionInfo:
-    tags = dict(mv.tags or {})
+def _info(c, mv, uri: str) -> VersionInfo:
     run = c.get_run(mv.run_id) if mv.run_id else None
-    return VersionInfo(
-        name=mv.name,
-        version=int(mv.version),
-        source=mv.source,
-        run_id=mv.run_id or "",
-        sha256=tags.get("sha256", ""),
-        gate=tags.get("gate", ""),
-        git_commit=tags.get("git_commit", ""),
-        data_hash=tags.get("data_hash", ""),
-        params=dict(run.data.params) if run else {},
+    return _version_info(uri, sqlite_reads.VersionRow(
+        name=mv.name, version=int(mv.version), source=mv.source, run_id=mv.run_id or "",
+        tags=dict(mv.tags or {}), params=dict(run.data.params) if run else {},
         metrics=dict(run.data.metrics) if run else {},
-        aliases=list(getattr(mv, "aliases", []) or []),
+        aliases=list(getattr(mv, "aliases", []) or [])))
+
+
+def _version_info(uri: str, row: sqlite_reads.VersionRow) -> VersionInfo:
+    return VersionInfo(
+        name=row.name,
+        version=row.version,
+        source=row.source,
+        run_id=row.run_id,
+        sha256=row.tags.get("sha256", ""),
+        gate=row.tags.get("gate", ""),
+        git_commit=row.tags.get("git_commit", ""),
+        data_hash=row.tags.get("data_hash", ""),
+        params=row.params,
+        metrics=row.metrics,
+        aliases=row.aliases,
+        registry_uri=uri,
     )
+
+
+def _absent(name: str, version: int, repo: Path | None) -> RegistryError:
+    return RegistryError(
+        f"{name} version {version} does not exist in the registry at {tracking_uri(repo)}")
 
 
 def get_version(name: str, version: int, repo: Path | None = None) -> VersionInfo:
     """Version `version` of registered model `name`, or a RegistryError saying it is absent."""
+    uri = tracking_uri(repo)
+    db = sqlite_reads.database(uri)
+    if db is not None:
+        try:
+            row = sqlite_reads.model_version(db, name, int(version))
+        except sqlite_reads.Unreadable:
+            pass
+        else:
+            if row is None:
+                raise _absent(name, version, repo)
+            return _version_info(uri, row)
     from mlflow.exceptions import MlflowException
 
     c = client(repo)
     try:
         mv = c.get_model_version(name, str(int(version)))
     except MlflowException as exc:
-        raise RegistryError(
-            f"{name} version {version} does not exist in the registry at {tracking_uri(repo)}"
-        ) from exc
-    return _info(c, mv)
+        raise _absent(name, version, repo) from exc
+    return _info(c, mv, uri)
 
 
 def latest_version(name: str, repo: Path | None = None) -> int | None:
@@ -130,12 +165,27 @@ def latest_version(name: str, repo: Path | None = None) -> int | None:
     return max((int(v.version) for v in versions), default=None)
 
 
-def _download(info: VersionInfo, dst: Path) -> Path:
-    import mlflow
+def _local_folder(source: str) -> Path | None:
+    """The folder a `file:` artifact source names, or None for any other storage."""
+    parsed = urlparse(source)
+    if parsed.scheme != "file" or parsed.netloc not in ("", "localhost"):
+        return None
+    path = Path(url2pathname(parsed.path))
+    return path if path.is_absolute() and path.is_dir() else None
 
+
+def _download(info: VersionInfo, dst: Path) -> Path:
     dst = Path(dst)
     dst.mkdir(parents=True, exist_ok=True)
-    return Path(mlflow.artifacts.download_artifacts(artifact_uri=info.source, dst_path=str(dst)))
+    local = _local_folder(info.source)
+    if local is not None:
+        # What MLflow's local artifact store does, without loading MLflow: copy the folder.
+        return Path(shutil.copytree(local, dst / local.name, dirs_exist_ok=True,
+                                    ignore=shutil.ignore_patterns(UPLOADING)))
+    import mlflow
+
+    return Path(mlflow.artifacts.download_artifacts(artifact_uri=info.source, dst_path=str(dst),
+                                                    tracking_uri=info.registry_uri))
 
 
 def download_bundle(name: str, version: int, dst: Path, repo: Path | None = None) -> Path:
@@ -190,7 +240,7 @@ def register_bundle(bundle_dir: Path, name: str, *, run_id: str, tags: dict[str,
     all_tags = {**tags, "sha256": digest}
     mv = c.create_model_version(name, source=source, run_id=run_id, tags=all_tags,
                                 description=description or None)
-    return _info(c, c.get_model_version(name, mv.version))
+    return _info(c, c.get_model_version(name, mv.version), tracking_uri(repo))
 
 
 def set_alias(name: str, alias: str, version: int, repo: Path | None = None) -> None:
@@ -203,6 +253,12 @@ def delete_alias(name: str, alias: str, repo: Path | None = None) -> None:
 
 def aliases(name: str, repo: Path | None = None) -> dict[str, int]:
     """Alias -> version for registered model `name` (empty if it does not exist)."""
+    db = sqlite_reads.database(tracking_uri(repo))
+    if db is not None:
+        try:
+            return sqlite_reads.aliases(db, name) or {}
+        except sqlite_reads.Unreadable:
+            pass
     from mlflow.exceptions import MlflowException
 
     try:
