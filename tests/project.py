@@ -2,6 +2,8 @@
 repository, and run commands in it with their output in the assertion when they fail."""
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import shutil
 import subprocess
@@ -20,6 +22,25 @@ def run(cmd: list[str], cwd: Path, check: bool = True,
                           env={**os.environ, **(env or {})})
     if check and proc.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} exited {proc.returncode}\n"
+                             f"--- stdout\n{proc.stdout}\n--- stderr\n{proc.stderr}")
+    return proc
+
+
+def mlops(args: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
+    """`mlops ARGS` in `cwd`, run by the CLI's own entry point in this process: the exit code
+    and output of the console script, without another interpreter importing MLflow and
+    scikit-learn again. Tests of the console script itself use `run`."""
+    from pipelines import cli
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.chdir(cwd), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = cli.main(list(args))
+        except SystemExit as exc:  # argparse's usage errors
+            code = exc.code if isinstance(exc.code, int) else 1
+    proc = subprocess.CompletedProcess(["mlops", *args], code, out.getvalue(), err.getvalue())
+    if check and code != 0:
+        raise AssertionError(f"mlops {' '.join(args)} exited {code}\n"
                              f"--- stdout\n{proc.stdout}\n--- stderr\n{proc.stderr}")
     return proc
 

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 import pandas as pd
 import pytest
 import yaml
-from project import run
+from project import mlops, run
 
 from contracts.prediction_log.store import PredictionLog
 from pipelines.predictions import database
@@ -50,12 +50,12 @@ def log_flats_predictions(repo, rows: pd.DataFrame) -> tuple[list[str], Predicti
 
 def test_collected_rows_retrain_the_model_and_judge_it_on_the_newest_of_them(project_copy):
     repo = project_copy
-    run([*MLOPS, "db", "upgrade"], repo)
+    mlops(["db", "upgrade"], repo)
     before = lock_md5(repo, "data/flats/production.csv")
     fresh = pd.read_parquet(repo / "data/flats/test.parquet").head(50)
     ids, _ = log_flats_predictions(repo, fresh)
 
-    out = run([*MLOPS, "collect", "flats"], repo).stdout
+    out = mlops(["collect", "flats"], repo).stdout
     assert "collected flats: 50 labelled rows (50 new)" in out and "1 quarantined" in out
     collected = pd.read_csv(repo / "data/flats/production.csv", dtype=str)
     assert sorted(collected["prediction_id"]) == sorted(ids)
@@ -82,7 +82,7 @@ def test_collected_rows_retrain_the_model_and_judge_it_on_the_newest_of_them(pro
 
     run(["git", "add", "-A"], repo)
     run(["git", "commit", "-q", "-m", "Retrain flats on collected rows"], repo)
-    run([*MLOPS, "register", "flats"], repo)
+    mlops(["register", "flats"], repo)
     info = registry.get_version("flats", 1, repo)
     registered = registry.client(repo).get_run(info.run_id).data.tags
     assert registered["production_data_hash"] == lock_md5(repo, "data/flats/production.csv")

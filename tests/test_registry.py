@@ -9,7 +9,7 @@ from datetime import UTC
 import numpy as np
 import pytest
 import yaml
-from project import run
+from project import mlops, run
 
 from contracts.digest import bundle_sha256
 from contracts.modelfile import load_skops
@@ -86,7 +86,7 @@ def test_register_refuses_a_model_whose_gate_failed(project_copy):
     floor = next(r for r in gate["rules"] if r["rule"] == "floor roc_auc")
     floor.update(value=0.71, verdict="FAIL", passed=False)
     gate_path.write_text(json.dumps(gate))
-    refused = run([*MLOPS, "register", "churn"], project_copy, check=False)
+    refused = mlops(["register", "churn"], project_copy, check=False)
     assert refused.returncode == 2
     assert "refused: the gate failed: floor roc_auc = 0.71 (threshold 0.8)" in refused.stderr
     assert not (project_copy / ".mlflow/mlflow.db").exists() or registry.latest_version(
@@ -96,13 +96,13 @@ def test_register_refuses_a_model_whose_gate_failed(project_copy):
 def test_register_refuses_a_gate_verdict_stale_against_dvc_lock(project_copy):
     gate_path = project_copy / "models/churn/gate.json"
     gate_path.write_text(json.dumps(json.loads(gate_path.read_text())) + "\n")  # same verdict, new bytes
-    refused = run([*MLOPS, "register", "churn"], project_copy, check=False)
+    refused = mlops(["register", "churn"], project_copy, check=False)
     assert refused.returncode == 2
     assert "models/churn/gate.json is stale relative to dvc.lock" in refused.stderr
 
 
 def test_register_names_an_undeclared_model(project_copy):
-    refused = run([*MLOPS, "register", "credit"], project_copy, check=False)
+    refused = mlops(["register", "credit"], project_copy, check=False)
     assert refused.returncode == 2
     assert "no model 'credit' is declared" in refused.stderr and "churn" in refused.stderr
 
@@ -132,14 +132,14 @@ def test_a_new_champion_pin_reruns_only_that_models_gate(project_copy):
 def test_register_refuses_a_bundle_file_that_its_stage_did_not_write(project_copy):
     reference = project_copy / "models/churn/reference.json"
     reference.write_text(reference.read_text().replace('"rows"', '"rows" ', 1))
-    refused = run([*MLOPS, "register", "churn"], project_copy, check=False)
+    refused = mlops(["register", "churn"], project_copy, check=False)
     assert refused.returncode == 2
     assert ("models/churn/reference.json is stale relative to dvc.lock (stage 'train@churn'"
             in refused.stderr)
 
 
 def test_registering_twice_from_the_same_commit_gives_the_same_digest(registered):
-    again = run([*MLOPS, "register", "churn"], registered).stdout
+    again = mlops(["register", "churn"], registered).stdout
     assert "registered churn version 2" in again
     first, second = (registry.get_version("churn", v, registered) for v in (1, 2))
     assert first.sha256 == second.sha256 and first.run_id != second.run_id

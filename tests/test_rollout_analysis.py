@@ -7,7 +7,6 @@ import math
 import os
 import re
 import shutil
-import subprocess
 import sys
 import time
 from datetime import UTC, datetime
@@ -17,6 +16,7 @@ import httpx
 import pandas as pd
 import pytest
 import yaml
+from project import mlops
 from servers import NOT_YET, Prometheus, free_port, launch, stop, wait_for
 
 from contracts.pin import Lineage, ModelRef, Pin, Promotion
@@ -43,9 +43,7 @@ def service(trained_project, tmp_path_factory):
     shutil.copytree(trained_project, repo, symlinks=True)
     env = {**os.environ}
     env.pop("MLFLOW_TRACKING_URI", None)  # the embedded store inside the copy
-    proc = subprocess.run([sys.executable, "-m", "pipelines.cli", "register", "churn"], cwd=repo,
-                          env=env, capture_output=True, text=True, timeout=300, check=False)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    proc = mlops(["register", "churn"], repo)
     found = re.search(r"version (\d+)\s+sha256 ([0-9a-f]{64})\s+run (\w+)", proc.stdout)
     assert found, proc.stdout
     version, sha256, run_id = int(found[1]), found[2], found[3]

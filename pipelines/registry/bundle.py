@@ -11,6 +11,7 @@ import shutil
 import uuid
 import warnings
 from datetime import UTC, datetime
+from importlib.metadata import version
 from pathlib import Path
 
 import pandas as pd
@@ -26,6 +27,10 @@ from pipelines.stages.features import features
 COMPANIONS = ("signature.json", "reference.json", "metrics.json", "gate.json", "latency.json",
               "model.onnx")
 MODEL_FILE = "model.skops"
+# The distributions that load and run a bundle's model (MLflow adds itself). Named here rather
+# than left to MLflow's inference, which loads the model in a subprocess (seconds per bundle)
+# and lists whatever that process imported, the test runner included.
+RUNTIME_DISTRIBUTIONS = ("scikit-learn", "skops", "numpy", "pandas", "scipy")
 # Namespace of the uuid5 that names a bundle's MLflow model after its model file.
 _UUID_NAMESPACE = uuid.UUID("6f1c3e1e-3d0b-4f39-9d3b-2f7c9a6a1d52")
 
@@ -50,7 +55,7 @@ def build(models_dir: Path, example: pd.DataFrame, dst: Path, card: str,
         mlflow.sklearn.save_model(
             model, str(dst), serialization_format="skops",
             skops_trusted_types=list(TRUSTED_TYPES), signature=mlflow_signature,
-            input_example=x.head(3),
+            input_example=x.head(3), pip_requirements=runtime_requirements(),
             pyfunc_predict_fn="predict" if sig.task == "regression" else "predict_proba")
     # The pipeline's canonical skops bytes instead of MLflow's fresh (time-stamped) dump.
     shutil.copyfile(models_dir / MODEL_FILE, dst / MODEL_FILE)
@@ -60,6 +65,11 @@ def build(models_dir: Path, example: pd.DataFrame, dst: Path, card: str,
     atomic_write_text(dst / "MODEL_CARD.md", card)
     _pin_mlmodel(dst, created)
     return dst
+
+
+def runtime_requirements() -> list[str]:
+    """The bundle's pip requirements: each runtime distribution at its installed version."""
+    return [f"{name}=={version(name)}" for name in RUNTIME_DISTRIBUTIONS]
 
 
 def _pin_mlmodel(dst: Path, created: datetime | None) -> None:
