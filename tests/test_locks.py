@@ -94,3 +94,9 @@ def test_the_image_leaves_out_what_the_service_never_imports():
     image = locked(IMAGE_LOCK)
     for name in ("polyfactory", "faker", "rich", "rich-click", "pygments"):
         assert name not in image or not image[name][2], name
+
+
+def test_the_installer_is_the_uv_the_cli_lock_holds():
+    bootstrap = locked(ROOT / "requirements" / "bootstrap.txt")
+    assert set(bootstrap) == {"uv"} and bootstrap["uv"][1] > 0
+    assert bootstrap["uv"][0] == locked(CLI_LOCK)["uv"][0], "make lock"
