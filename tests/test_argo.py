@@ -9,8 +9,10 @@ from pathlib import Path
 
 import pytest
 import yaml
+from project import call
 
 from pipelines.argo import workflow
+from pipelines.argo.__main__ import main as argo_main
 from pipelines.errors import CommandError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -48,14 +50,13 @@ def test_check_mode_fails_when_dvc_yaml_and_committed_yaml_drift(tmp_path):
     project = copy_project(tmp_path)
     out = tmp_path / "pipeline.yaml"
     out.write_text(workflow.render(project))
-    check = [sys.executable, "-m", "pipelines.argo", "--repo", str(project), "--out", str(out),
-             "--check"]
-    ok = subprocess.run(check, capture_output=True, text=True, cwd=ROOT, check=False)
+    check = ["--repo", project, "--out", out, "--check"]
+    ok = call(argo_main, check, ROOT)
     assert ok.returncode == 0, ok.stderr
     dvc = (project / "dvc.yaml").read_text().replace("--test data/${key}/test.parquet",
                                                       "--test data/${key}/holdout.parquet", 1)
     (project / "dvc.yaml").write_text(dvc)
-    stale = subprocess.run(check, capture_output=True, text=True, cwd=ROOT, check=False)
+    stale = call(argo_main, check, ROOT)
     assert stale.returncode == 1
     assert "stale" in stale.stderr and "make argo-workflow" in stale.stderr
 
