@@ -17,6 +17,13 @@ import httpx
 import pandas as pd
 import pytest
 import yaml
+from monitoring_files import (
+    NOT_FROM_SERVICE,
+    exprs_of_analysis,
+    exprs_of_dashboard,
+    exprs_of_rules,
+    metric_names,
+)
 from servers import NOT_YET, Prometheus, free_port, launch, stop, wait_for
 
 from contracts.pin import Lineage, ModelRef, Pin, Promotion
@@ -208,14 +215,6 @@ def test_every_dashboard_panel_query_runs_against_the_live_series(prometheus, tr
 
 
 def test_every_metric_the_rules_and_dashboard_read_is_on_the_live_metrics_page(service):
-    from test_monitoring import (
-        NOT_FROM_SERVICE,
-        exprs_of_analysis,
-        exprs_of_dashboard,
-        exprs_of_rules,
-        metric_names,
-    )
-
     url, _, _ = service
     page = httpx.get(f"{url}/metrics").text
     typed = {}
