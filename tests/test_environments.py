@@ -117,16 +117,26 @@ def _matches(folder: str, glob: str) -> bool:
     return fnmatch.fnmatchcase(folder, glob) and folder.count("/") == glob.count("/")
 
 
+def _folders_under_globs(repo: Path, globs: list[str]) -> list[str]:
+    """The repository's folders a glob could match: only those under the globs' literal first
+    segments (walking the whole checkout would walk .venv and node_modules too)."""
+    tops = {g.split("/")[0] for g in globs}
+    if any(ch in top for top in tops for ch in "*?["):  # a wildcard first segment
+        tops = {p.name for p in repo.iterdir()}
+    return sorted({p.relative_to(repo).as_posix() for top in tops if (repo / top).is_dir()
+                   for p in [repo / top, *(repo / top).rglob("*")] if p.is_dir()})
+
+
 def generated_applications(repo: Path, appset_name: str | None = None) -> list[dict]:
     """What the ApplicationSets' git directories generators make of `repo`'s folders (only
     `appset_name`'s when given): each matches its `directories[].path` globs against the
     repository's directories and fills its Go template with the folder's path."""
-    folders = sorted({p.relative_to(repo).as_posix() for p in Path(repo).rglob("*") if p.is_dir()})
     apps = []
     for appset in _by_kind(argocd_objects(repo), "ApplicationSet"):
         if appset_name and appset["metadata"]["name"] != appset_name:
             continue
         generator = appset["spec"]["generators"][0]["git"]
+        folders = _folders_under_globs(Path(repo), [d["path"] for d in generator["directories"]])
         for folder in folders:
             if not any(_matches(folder, d["path"]) for d in generator["directories"]
                        if not d.get("exclude")):
