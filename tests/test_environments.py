@@ -161,15 +161,22 @@ def test_argocd_objects_match_the_argo_cd_schema():
 
 
 def test_argocd_schema_check_rejects_a_wrong_type():
+    broken = []
     for obj in argocd_objects():
         if obj["kind"] == "AppProject":
             continue
-        broken = copy.deepcopy(obj)
-        spec = broken["spec"]["template"]["spec"] if obj["kind"] == "ApplicationSet" else (
-            broken["spec"])
+        broken.append(copy.deepcopy(obj))
+        spec = broken[-1]["spec"]["template"]["spec"] if obj["kind"] == "ApplicationSet" else (
+            broken[-1]["spec"])
         spec["syncPolicy"]["automated"]["prune"] = "yes"
-        with pytest.raises(CommandError, match="prune must be boolean"):
-            crds.validate([broken])
+    with pytest.raises(CommandError) as err:
+        crds.validate(broken)  # one run of the checker; each object is judged on its own
+    failed = [line for line in str(err.value).splitlines() if line.startswith("FAIL ")]
+    assert len(failed) == len(broken) == 4
+    for obj, line in zip(sorted(broken, key=lambda o: (o["kind"], o["metadata"]["name"])),
+                         sorted(failed), strict=True):
+        assert f"{obj['kind']}/{obj['metadata']['name']}: " in line, line
+        assert line.endswith("/syncPolicy/automated/prune must be boolean"), line
 
 
 def test_crd_check_rejects_a_kind_it_has_no_schema_for():
