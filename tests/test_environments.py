@@ -465,6 +465,9 @@ def test_add_model_refuses_an_environment_without_its_shared_component(tmp_path)
 
 # --- the checks command ------------------------------------------------------------------------
 
+# The whole `mlops manifests` run (every overlay, strategy and CRD): `make test` runs it; the
+# inner loop has each piece's own test below and above.
+@pytest.mark.slow
 def test_manifests_command_checks_every_overlay_and_the_argocd_objects(capsys):
     assert manifests.main([]) == 0
     out = capsys.readouterr().out.splitlines()
@@ -480,6 +483,8 @@ def test_manifests_command_checks_every_overlay_and_the_argocd_objects(capsys):
     assert out[-1] == "ok  environments/argocd: 5 objects match the Argo CD schema"
 
 
+# Two `npm ci` runs into a fresh folder: a set-up check for `make test`, not the inner loop.
+@pytest.mark.slow
 def test_crd_schema_checker_installs_once_from_its_lock_file_even_when_raced(tmp_path):
     # What a fresh machine does, with two test processes starting at once: `npm ci` from
     # tools/crd-validate/package-lock.json into one folder, never into the repository.
