@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -155,8 +154,10 @@ def test_a_missing_param_in_dvc_yaml_is_named(tmp_path):
 
 
 def _crd_check(path: Path | str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "pipelines.checks.manifests", "--crds", str(path)],
-                          cwd=ROOT, capture_output=True, text=True, check=False)
+    """`python -m pipelines.checks.manifests --crds PATH`, run in this process."""
+    from pipelines.checks import manifests
+
+    return call(manifests.main, ["--crds", path], ROOT)
 
 
 def test_workflow_template_matches_the_argo_workflows_crd_schema():
