@@ -26,23 +26,41 @@ def run(cmd: list[str], cwd: Path, check: bool = True,
     return proc
 
 
-def mlops(args: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
-    """`mlops ARGS` in `cwd`, run by the CLI's own entry point in this process: the exit code
-    and output of the console script, without another interpreter importing MLflow and
-    scikit-learn again. Tests of the console script itself use `run`."""
-    from pipelines import cli
-
+def call(main, args: list, cwd: Path | None = None, env: dict[str, str] | None = None,
+         check: bool = False, name: str = "command") -> subprocess.CompletedProcess:
+    """Run a command's `main(argv)` in this process (no interpreter start, no imports again),
+    in `cwd` with `env` added to the environment, and give what a subprocess gives: the exit
+    code and both streams. `check`: fail with both streams unless it exits 0."""
     out, err = io.StringIO(), io.StringIO()
-    with contextlib.chdir(cwd), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            code = cli.main(list(args))
-        except SystemExit as exc:  # argparse's usage errors
-            code = exc.code if isinstance(exc.code, int) else 1
-    proc = subprocess.CompletedProcess(["mlops", *args], code, out.getvalue(), err.getvalue())
+    saved = {key: os.environ.get(key) for key in env or {}}
+    os.environ.update(env or {})
+    try:
+        with contextlib.chdir(cwd or os.getcwd()), contextlib.redirect_stdout(out), \
+                contextlib.redirect_stderr(err):
+            try:
+                code = main([str(a) for a in args])
+            except SystemExit as exc:  # argparse's usage errors
+                code = 0 if exc.code is None else exc.code if isinstance(exc.code, int) else 1
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+    proc = subprocess.CompletedProcess([name, *map(str, args)], code, out.getvalue(),
+                                       err.getvalue())
     if check and code != 0:
-        raise AssertionError(f"mlops {' '.join(args)} exited {code}\n"
+        raise AssertionError(f"{' '.join(proc.args)} exited {code}\n"
                              f"--- stdout\n{proc.stdout}\n--- stderr\n{proc.stderr}")
     return proc
+
+
+def mlops(args: list, cwd: Path, check: bool = True,
+          env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """`mlops ARGS` in this process (see call())."""
+    from pipelines import cli
+
+    return call(cli.main, args, cwd, env, check, "mlops")
 
 
 def make_project(dst: Path) -> Path:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
+from project import call
 
 from pipelines.argo import workflow
+from pipelines.argo.__main__ import main as argo_main
 from pipelines.errors import CommandError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -48,14 +49,13 @@ def test_check_mode_fails_when_dvc_yaml_and_committed_yaml_drift(tmp_path):
     project = copy_project(tmp_path)
     out = tmp_path / "pipeline.yaml"
     out.write_text(workflow.render(project))
-    check = [sys.executable, "-m", "pipelines.argo", "--repo", str(project), "--out", str(out),
-             "--check"]
-    ok = subprocess.run(check, capture_output=True, text=True, cwd=ROOT, check=False)
+    check = ["--repo", project, "--out", out, "--check"]
+    ok = call(argo_main, check, ROOT)
     assert ok.returncode == 0, ok.stderr
     dvc = (project / "dvc.yaml").read_text().replace("--test data/${key}/test.parquet",
                                                       "--test data/${key}/holdout.parquet", 1)
     (project / "dvc.yaml").write_text(dvc)
-    stale = subprocess.run(check, capture_output=True, text=True, cwd=ROOT, check=False)
+    stale = call(argo_main, check, ROOT)
     assert stale.returncode == 1
     assert "stale" in stale.stderr and "make argo-workflow" in stale.stderr
 
@@ -154,8 +154,10 @@ def test_a_missing_param_in_dvc_yaml_is_named(tmp_path):
 
 
 def _crd_check(path: Path | str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "pipelines.checks.manifests", "--crds", str(path)],
-                          cwd=ROOT, capture_output=True, text=True, check=False)
+    """`python -m pipelines.checks.manifests --crds PATH`, run in this process."""
+    from pipelines.checks import manifests
+
+    return call(manifests.main, ["--crds", path], ROOT)
 
 
 def test_workflow_template_matches_the_argo_workflows_crd_schema():

@@ -2,11 +2,10 @@
 repositories (pipelines/changed.py)."""
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 
+import project
 import pytest
 from gitops_fixtures import git
 
@@ -129,9 +128,8 @@ def test_an_unknown_base_is_refused_with_a_hint(repo):
 
 
 def mlops(repo: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "pipelines.cli", "changed", "--repo", str(repo),
-                           *args], cwd=ROOT, capture_output=True, text=True, check=False,
-                          env=env)
+    """`mlops changed --repo REPO ARGS`, run in this process."""
+    return project.mlops(["changed", "--repo", repo, *args], ROOT, check=False, env=env)
 
 
 def test_cli_prints_one_name_a_line_and_hands_them_to_later_workflow_steps(repo, tmp_path):
@@ -139,11 +137,11 @@ def test_cli_prints_one_name_a_line_and_hands_them_to_later_workflow_steps(repo,
     edit(repo, "data/source/beta.csv.dvc", "b" * 32, "f" * 32)
     output = tmp_path / "github_output"
     output.write_text("earlier=1\n")
-    proc = mlops(repo, "--base", "main", env={**os.environ, "GITHUB_OUTPUT": str(output)})
+    proc = mlops(repo, "--base", "main", env={"GITHUB_OUTPUT": str(output)})
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == "alpha\nbeta\n"
     assert output.read_text() == "earlier=1\nmodels=alpha beta\n"
-    every = mlops(repo, "--all", env={**os.environ, "GITHUB_OUTPUT": str(output)})
+    every = mlops(repo, "--all", env={"GITHUB_OUTPUT": str(output)})
     assert every.stdout == "alpha\nbeta\ngamma\n"
 
 

@@ -58,7 +58,7 @@ def upkeep() -> dict[str, list[dict]]:
 
 
 @pytest.fixture()
-def two_models(tmp_path) -> Path:
+def two_model_envs(tmp_path) -> Path:
     """A copy of the repository's environments/ with a second model added to every environment."""
     shutil.copytree(ROOT / "environments", tmp_path / "environments")
     environments.add_model(tmp_path, OTHER)
@@ -117,16 +117,26 @@ def _matches(folder: str, glob: str) -> bool:
     return fnmatch.fnmatchcase(folder, glob) and folder.count("/") == glob.count("/")
 
 
+def _folders_under_globs(repo: Path, globs: list[str]) -> list[str]:
+    """The repository's folders a glob could match: only those under the globs' literal first
+    segments (walking the whole checkout would walk .venv and node_modules too)."""
+    tops = {g.split("/")[0] for g in globs}
+    if any(ch in top for top in tops for ch in "*?["):  # a wildcard first segment
+        tops = {p.name for p in repo.iterdir()}
+    return sorted({p.relative_to(repo).as_posix() for top in tops if (repo / top).is_dir()
+                   for p in [repo / top, *(repo / top).rglob("*")] if p.is_dir()})
+
+
 def generated_applications(repo: Path, appset_name: str | None = None) -> list[dict]:
     """What the ApplicationSets' git directories generators make of `repo`'s folders (only
     `appset_name`'s when given): each matches its `directories[].path` globs against the
     repository's directories and fills its Go template with the folder's path."""
-    folders = sorted({p.relative_to(repo).as_posix() for p in Path(repo).rglob("*") if p.is_dir()})
     apps = []
     for appset in _by_kind(argocd_objects(repo), "ApplicationSet"):
         if appset_name and appset["metadata"]["name"] != appset_name:
             continue
         generator = appset["spec"]["generators"][0]["git"]
+        folders = _folders_under_globs(Path(repo), [d["path"] for d in generator["directories"]])
         for folder in folders:
             if not any(_matches(folder, d["path"]) for d in generator["directories"]
                        if not d.get("exclude")):
@@ -151,15 +161,22 @@ def test_argocd_objects_match_the_argo_cd_schema():
 
 
 def test_argocd_schema_check_rejects_a_wrong_type():
+    broken = []
     for obj in argocd_objects():
         if obj["kind"] == "AppProject":
             continue
-        broken = copy.deepcopy(obj)
-        spec = broken["spec"]["template"]["spec"] if obj["kind"] == "ApplicationSet" else (
-            broken["spec"])
+        broken.append(copy.deepcopy(obj))
+        spec = broken[-1]["spec"]["template"]["spec"] if obj["kind"] == "ApplicationSet" else (
+            broken[-1]["spec"])
         spec["syncPolicy"]["automated"]["prune"] = "yes"
-        with pytest.raises(CommandError, match="prune must be boolean"):
-            crds.validate([broken])
+    with pytest.raises(CommandError) as err:
+        crds.validate(broken)  # one run of the checker; each object is judged on its own
+    failed = [line for line in str(err.value).splitlines() if line.startswith("FAIL ")]
+    assert len(failed) == len(broken) == 4
+    for obj, line in zip(sorted(broken, key=lambda o: (o["kind"], o["metadata"]["name"])),
+                         sorted(failed), strict=True):
+        assert f"{obj['kind']}/{obj['metadata']['name']}: " in line, line
+        assert line.endswith("/syncPolicy/automated/prune must be boolean"), line
 
 
 def test_crd_check_rejects_a_kind_it_has_no_schema_for():
@@ -181,27 +198,27 @@ def test_the_applicationset_makes_one_application_per_environment_and_model():
         assert len(app["metadata"]["name"]) <= 63
 
 
-def test_adding_a_model_is_two_files_per_environment_and_changes_no_argo_cd_object(two_models):
+def test_adding_a_model_is_two_files_per_environment_and_changes_no_argo_cd_object(two_model_envs):
     before = argocd_objects(ROOT)
-    assert argocd_objects(two_models) == before
-    written = sorted(p.relative_to(two_models).as_posix()
-                     for p in (two_models / "environments").rglob("*")
+    assert argocd_objects(two_model_envs) == before
+    written = sorted(p.relative_to(two_model_envs).as_posix()
+                     for p in (two_model_envs / "environments").rglob("*")
                      if p.is_file() and OTHER in p.parts)
     assert written == sorted(f"environments/{env}/{OTHER}/{name}" for env in ENVS
                              for name in ("kustomization.yaml", "model.yaml"))
-    names = {a["metadata"]["name"] for a in generated_applications(two_models, "gitops-ml-models")}
+    names = {a["metadata"]["name"] for a in generated_applications(two_model_envs, "gitops-ml-models")}
     assert names == {f"gitops-ml-{env}-{m}" for env in ENVS for m in (MODEL, OTHER)}
 
 
-def test_each_environment_gets_one_database_upkeep_application_whatever_its_models(two_models):
-    apps = generated_applications(two_models, "gitops-ml-databases")
+def test_each_environment_gets_one_database_upkeep_application_whatever_its_models(two_model_envs):
+    apps = generated_applications(two_model_envs, "gitops-ml-databases")
     assert [(a["metadata"]["name"], a["spec"]["source"]["path"],
              a["spec"]["destination"]["namespace"]) for a in apps] == sorted(
         (f"gitops-ml-database-{env}", f"environments/shared/{env}/database", f"gitops-ml-{env}")
         for env in ENVS)
     for app in apps:
         assert app["spec"]["syncPolicy"]["automated"] == {"prune": True, "selfHeal": True}
-    names = [a["metadata"]["name"] for a in generated_applications(two_models)]
+    names = [a["metadata"]["name"] for a in generated_applications(two_model_envs)]
     assert len(names) == len(set(names))
 
 
@@ -228,21 +245,21 @@ def _all_applications(repo: Path) -> list[dict]:
 
 
 def test_argocd_project_admits_exactly_what_its_applications_render_and_nothing_cluster_wide(
-        two_models):
+        two_model_envs):
     project = _one(argocd_objects(), "AppProject")["spec"]
     # No Namespace, CRD or ClusterRole: the namespaces exist before Argo CD syncs into them.
     assert project.get("clusterResourceWhitelist") == []
     assert not any("CreateNamespace=true" in a["spec"]["syncPolicy"].get("syncOptions", [])
-                   for a in _all_applications(two_models))
+                   for a in _all_applications(two_model_envs))
     allowed = {(k["group"], k["kind"]) for k in project["namespaceResourceWhitelist"]}
     rendered_kinds = set()
-    for app in _all_applications(two_models):
+    for app in _all_applications(two_model_envs):
         assert app["spec"]["project"] == "gitops-ml"
         destination = app["spec"]["destination"]
         assert {"server": destination["server"], "namespace": destination["namespace"]} in (
             project["destinations"])
         path = app["spec"]["source"]["path"]  # pipelines/argo is not in the copy
-        objects = manifests.load((two_models if (two_models / path).is_dir() else ROOT) / path)
+        objects = manifests.load((two_model_envs if (two_model_envs / path).is_dir() else ROOT) / path)
         assert objects
         for obj in objects:
             assert obj["metadata"].get("namespace") == destination["namespace"], obj["kind"]
@@ -365,9 +382,9 @@ def _selectors(obj: dict) -> list[dict]:
 
 
 @pytest.mark.parametrize("env", ENVS)
-def test_models_of_one_environment_share_no_object_and_select_only_their_own_pods(two_models,
+def test_models_of_one_environment_share_no_object_and_select_only_their_own_pods(two_model_envs,
                                                                                  env):
-    by_model = {m: manifests.documents(render(two_models, env, m)) for m in (MODEL, OTHER)}
+    by_model = {m: manifests.documents(render(two_model_envs, env, m)) for m in (MODEL, OTHER)}
     assert manifests.shared_names({m: objs for m, objs in by_model.items()}) == []
     for model, objects in by_model.items():
         names = {(o["kind"], o["metadata"]["name"]) for o in objects}
@@ -392,36 +409,36 @@ def test_models_of_one_environment_share_no_object_and_select_only_their_own_pod
                 assert ("AnalysisTemplate", template["templateName"]) in names
 
 
-def test_the_manifests_check_refuses_two_models_rendering_the_same_object(two_models):
-    overlay = two_models / "environments" / "staging" / OTHER / "kustomization.yaml"
+def test_the_manifests_check_refuses_two_models_rendering_the_same_object(two_model_envs):
+    overlay = two_model_envs / "environments" / "staging" / OTHER / "kustomization.yaml"
     overlay.write_text(overlay.read_text().replace(f"namePrefix: {OTHER}-", f"namePrefix: {MODEL}-"))
     with pytest.raises(CommandError, match="rendered by more than one overlay") as info:
-        manifests.check_all(two_models)
+        manifests.check_all(two_model_envs)
     assert f"Deployment gitops-ml-staging/{MODEL}-gitops-ml: environments/staging/{MODEL}, " \
            f"environments/staging/{OTHER}" in str(info.value)
 
 
 @pytest.mark.parametrize("env", ENVS)
-def test_promoting_one_model_leaves_the_other_models_manifests_byte_for_byte(two_models, env):
-    other_before = render(two_models, env, OTHER)
-    model_before = render(two_models, env, MODEL)
-    _pinned(env, 2).write(two_models / pins.relpath(env, MODEL))
-    assert render(two_models, env, OTHER) == other_before
-    assert render(two_models, env, MODEL) != model_before
+def test_promoting_one_model_leaves_the_other_models_manifests_byte_for_byte(two_model_envs, env):
+    other_before = render(two_model_envs, env, OTHER)
+    model_before = render(two_model_envs, env, MODEL)
+    _pinned(env, 2).write(two_model_envs / pins.relpath(env, MODEL))
+    assert render(two_model_envs, env, OTHER) == other_before
+    assert render(two_model_envs, env, MODEL) != model_before
     # ... and the other way round.
-    model_after = render(two_models, env, MODEL)
-    _pinned(env, 1, OTHER).write(two_models / pins.relpath(env, OTHER))
-    assert render(two_models, env, MODEL) == model_after
+    model_after = render(two_model_envs, env, MODEL)
+    _pinned(env, 1, OTHER).write(two_model_envs / pins.relpath(env, OTHER))
+    assert render(two_model_envs, env, MODEL) == model_after
 
 
 # --- adding a model ----------------------------------------------------------------------------
 
-def test_add_model_writes_an_overlay_and_an_empty_pin_in_every_environment(two_models):
+def test_add_model_writes_an_overlay_and_an_empty_pin_in_every_environment(two_model_envs):
     for env in ENVS:
-        folder = two_models / "environments" / env / OTHER
+        folder = two_model_envs / "environments" / env / OTHER
         assert (folder / "kustomization.yaml").read_text() == environments.overlay_text(env, OTHER)
         assert Pin.read(folder / "model.yaml") == Pin(environment=env)
-    assert pins.models(two_models, "production") == [MODEL, OTHER]
+    assert pins.models(two_model_envs, "production") == [MODEL, OTHER]
 
 
 @pytest.mark.parametrize(("name", "message"), [
@@ -448,6 +465,9 @@ def test_add_model_refuses_an_environment_without_its_shared_component(tmp_path)
 
 # --- the checks command ------------------------------------------------------------------------
 
+# The whole `mlops manifests` run (every overlay, strategy and CRD): `make test` runs it; the
+# inner loop has each piece's own test below and above.
+@pytest.mark.slow
 def test_manifests_command_checks_every_overlay_and_the_argocd_objects(capsys):
     assert manifests.main([]) == 0
     out = capsys.readouterr().out.splitlines()
@@ -463,6 +483,8 @@ def test_manifests_command_checks_every_overlay_and_the_argocd_objects(capsys):
     assert out[-1] == "ok  environments/argocd: 5 objects match the Argo CD schema"
 
 
+# Two `npm ci` runs into a fresh folder: a set-up check for `make test`, not the inner loop.
+@pytest.mark.slow
 def test_crd_schema_checker_installs_once_from_its_lock_file_even_when_raced(tmp_path):
     # What a fresh machine does, with two test processes starting at once: `npm ci` from
     # tools/crd-validate/package-lock.json into one folder, never into the repository.
@@ -531,11 +553,11 @@ def test_the_schema_is_migrated_before_the_service_starts_in_every_pod(rendered,
     assert migrate["securityContext"] == pod["containers"][0]["securityContext"]
 
 
-def test_one_prune_cronjob_per_environment_whatever_its_models(two_models):
+def test_one_prune_cronjob_per_environment_whatever_its_models(two_model_envs):
     for env in ENVS:
-        models = [manifests.documents(render(two_models, env, m)) for m in (MODEL, OTHER)]
+        models = [manifests.documents(render(two_model_envs, env, m)) for m in (MODEL, OTHER)]
         assert not any(_by_kind(objects, "CronJob") for objects in models)
-        [cronjob] = _by_kind(render_upkeep(two_models, env), "CronJob")
+        [cronjob] = _by_kind(render_upkeep(two_model_envs, env), "CronJob")
         assert cronjob["metadata"]["namespace"] == f"gitops-ml-{env}"
         pod = _pod(cronjob)
         [prune] = pod["containers"]

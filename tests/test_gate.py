@@ -74,10 +74,11 @@ def trained(tmp_path, task: str = "binary", estimator: str | None = "gradient_bo
 BEATS_BASELINE = baseline("log_loss", -0.3, -0.1)
 
 
-def judged(decl, sig, test_rows, tmp_path, single, batch):
+def judged(decl, sig, test_rows, tmp_path, single, batch, calls: int = 100, rounds: int = 3):
     gates = with_changes(decl, gates={"latency": {
         "single_row": {"p95_ms": single[0], "p99_ms": single[1]}, "batch_rows": 50,
-        "batch": {"p95_ms": batch[0], "p99_ms": batch[1]}, "calls": 100, "rounds": 3}}).gates
+        "batch": {"p95_ms": batch[0], "p99_ms": batch[1]}, "calls": calls,
+        "rounds": rounds}}).gates
     return gate.run(tmp_path, sig, BEATS_BASELINE, test_rows, gates, None)
 
 
@@ -122,7 +123,9 @@ def test_a_model_too_slow_for_its_budget_fails_and_says_what_was_timed(tmp_path)
 
 def test_without_an_onnx_file_scikit_learn_is_timed_and_named(tmp_path):
     decl, sig, test_rows = trained(tmp_path, "regression", None, onnx=False)
-    verdict, measured = judged(decl, sig, test_rows, tmp_path, (1e3, 1e3), (1e3, 1e3))
+    # What is timed is the point here, not how precisely: the fewest calls a declaration allows.
+    verdict, measured = judged(decl, sig, test_rows, tmp_path, (1e3, 1e3), (1e3, 1e3),
+                               calls=20, rounds=1)
     assert measured["runtime"] == "scikit-learn"
     assert all("scikit-learn" in r["note"] for r in verdict["rules"]
                if r["rule"].startswith("latency"))

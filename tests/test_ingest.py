@@ -2,13 +2,12 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 from pipeline_fixtures import make_binary, make_regression, with_changes, write_csv
+from project import call
 
 from pipelines import declaration
 from pipelines.stages import ingest
@@ -135,11 +134,9 @@ def test_nullable_feature_keeps_blanks_and_a_regression_target_must_be_a_number(
 def test_stage_cli_exits_nonzero_with_message_and_writes_nothing(tmp_path, telco):
     source = write_csv(telco.drop(columns=["Churn"]), tmp_path / "src.csv")
     decl = Path(__file__).resolve().parents[1] / "models/churn/model.yaml"
-    proc = subprocess.run(
-        [sys.executable, "-m", "pipelines.stages.ingest", "--declaration", str(decl),
-         "--source", str(source), "--out", str(tmp_path / "validated.parquet"),
-         "--quarantine", str(tmp_path / "quarantine.csv"), "--report", str(tmp_path / "report.json")],
-        capture_output=True, text=True)
+    proc = call(ingest.main, [
+        "--declaration", decl, "--source", source, "--out", tmp_path / "validated.parquet",
+        "--quarantine", tmp_path / "quarantine.csv", "--report", tmp_path / "report.json"])
     assert proc.returncode == 1
     assert "ingest failed: source" in proc.stderr and "missing required column(s): Churn" in proc.stderr
     assert_nothing_written(tmp_path)

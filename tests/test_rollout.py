@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
+from project import call
+
+from pipelines.checks import manifests
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -111,9 +113,8 @@ def test_each_models_canary_drives_only_that_models_deployment_and_analysis(tmp_
 def test_rollout_and_analysis_template_match_the_argo_rollouts_crd_schema():
     if shutil.which("node") is None or shutil.which("npm") is None:
         pytest.skip("node/npm missing")
-    proc = subprocess.run([sys.executable, "-m", "pipelines.checks.manifests", "--crds",
-                           f"environments/production/{MODEL}", "environments/monitoring"],
-                          cwd=ROOT, capture_output=True, text=True, check=False)
+    proc = call(manifests.main, ["--crds", f"environments/production/{MODEL}",
+                                 "environments/monitoring"], ROOT)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     for kind in (f"Rollout/{NAME}", f"AnalysisTemplate/{NAME}-canary",
                  "PrometheusRule/gitops-ml", "PodMonitor/gitops-ml"):
@@ -127,7 +128,6 @@ def test_crd_check_rejects_a_rollout_with_a_malformed_step(tmp_path, production)
     rollout["spec"]["strategy"]["canary"]["steps"][0] = {"setWeight": "ten percent"}
     path = tmp_path / "rollout.yaml"
     path.write_text(yaml.safe_dump(rollout))
-    proc = subprocess.run([sys.executable, "-m", "pipelines.checks.manifests", "--crds", str(path)],
-                          cwd=ROOT, capture_output=True, text=True, check=False)
+    proc = call(manifests.main, ["--crds", path], ROOT)
     assert proc.returncode == 1
     assert "setWeight must be integer" in proc.stderr

@@ -16,6 +16,13 @@ import httpx
 import pandas as pd
 import pytest
 import yaml
+from monitoring_files import (
+    NOT_FROM_SERVICE,
+    exprs_of_analysis,
+    exprs_of_dashboard,
+    exprs_of_rules,
+    metric_names,
+)
 from project import mlops
 from servers import NOT_YET, Prometheus, free_port, launch, stop, wait_for
 
@@ -206,14 +213,6 @@ def test_every_dashboard_panel_query_runs_against_the_live_series(prometheus, tr
 
 
 def test_every_metric_the_rules_and_dashboard_read_is_on_the_live_metrics_page(service):
-    from test_monitoring import (
-        NOT_FROM_SERVICE,
-        exprs_of_analysis,
-        exprs_of_dashboard,
-        exprs_of_rules,
-        metric_names,
-    )
-
     url, _, _ = service
     page = httpx.get(f"{url}/metrics").text
     typed = {}

@@ -6,30 +6,14 @@ from __future__ import annotations
 import random
 import subprocess
 import sys
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from routing_pins import UNITS, ab_pin
 
 from contracts import routing
-from contracts.pin import ABTest, Challenger, Lineage, ModelRef, Pin, Promotion, Unit
 
 ROOT = Path(__file__).resolve().parents[1]
-WHEN = Promotion(by="Ada <ada@example.com>", at=datetime(2026, 1, 1, tzinfo=UTC))
-
-
-def ab_pin(split_b: int = 10, a: int = 3, b: int = 4) -> Pin:
-    def ref(v: int) -> ModelRef:
-        return ModelRef(name="churn", version=v, uri=f"models:/churn/{v}", sha256=f"{v:x}" * 64)
-
-    lineage = Lineage(run_id="r", git_commit="c", data_hash="d")
-    return Pin(environment="production", model=ref(a), lineage=lineage, promoted=WHEN,
-               ab=ABTest(split={"a": 100 - split_b, "b": split_b},
-                         unit=Unit(header="X-Customer-Id"),
-                         b=Challenger(model=ref(b), lineage=lineage, promoted=WHEN)))
-
-
-UNITS = [f"customer-{i}" for i in range(5000)]
 
 
 def test_a_ninety_ten_split_over_five_thousand_units_lands_within_two_points():
@@ -42,7 +26,7 @@ def test_the_same_unit_always_gets_the_same_variant_in_any_process():
     here = [routing.variant(pin, u) for u in UNITS[:200]]
     assert here == [routing.variant(pin, u) for u in UNITS[:200]]
     # Another interpreter (another hash seed) assigns the same: no process state is involved.
-    code = ("import sys; sys.path.insert(0, 'tests'); from test_routing import ab_pin, UNITS; "
+    code = ("import sys; sys.path.insert(0, 'tests'); from routing_pins import ab_pin, UNITS; "
             "from contracts import routing; "
             "print(''.join(routing.variant(ab_pin(), u) for u in UNITS[:200]))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

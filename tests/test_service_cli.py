@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from project import mlops
 from service_fixtures import RunningService, free_port, write_pin
 
 pytest_plugins = ("service_fixtures",)
@@ -63,20 +64,46 @@ def test_mlops_serve_runs_the_environments_pin_and_follows_it(tmp_path, served_r
     assert logged == {"predictions": len(answered), "labelled": 0}
 
 
-def test_mlops_serve_refuses_to_serve_anyone_beyond_this_machine_without_credentials(tmp_path):
+def serve(repo: Path, *args: str) -> subprocess.CompletedProcess:
+    """`mlops serve ARGS` in `repo`, in this process. Where it would exec the service, the
+    service's own `main` runs here instead, with the environment `mlops serve` gave it, and its
+    exit code is the command's (as after a real exec); it must refuse before serving."""
+    from pipelines import serve as serve_command
+    from service.__main__ import main as service_main
+
+    def execve(path, argv, env):
+        assert argv[1:3] == ["-m", "service"], argv
+        saved = dict(os.environ)
+        os.environ.clear()
+        os.environ.update(env)
+        try:
+            raise SystemExit(service_main(argv[3:]))
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+
+    def uvicorn_run(*_, **__):
+        raise AssertionError("the service was started: it should have refused to")
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(serve_command.os, "execve", execve)
+        mp.setattr("uvicorn.run", uvicorn_run)
+        return mlops(["serve", *args], repo, check=False)
+
+
+def test_mlops_serve_refuses_to_serve_anyone_beyond_this_machine_without_credentials(tmp_path,
+                                                                                    monkeypatch):
     repo = _repo(tmp_path)
-    env = {k: v for k, v in os.environ.items() if k not in ("API_KEYS", "ALLOW_ANONYMOUS")}
-    proc = subprocess.run([str(MLOPS), "serve", "--env", "staging", "--host", "0.0.0.0",
-                           "--port", str(free_port())], cwd=repo, env=env,
-                          capture_output=True, text=True, check=False, timeout=60)
+    for name in ("API_KEYS", "ALLOW_ANONYMOUS", "JWT_SECRET", "JWT_PUBLIC_KEY", "DATABASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    proc = serve(repo, "--env", "staging", "--host", "0.0.0.0", "--port", str(free_port()))
     assert proc.returncode == 2
     assert "no authentication is configured" in proc.stderr
 
 
 def test_mlops_serve_names_the_environments_it_knows(tmp_path):
     repo = _repo(tmp_path)
-    proc = subprocess.run([str(MLOPS), "serve", "--env", "qa"], cwd=repo, capture_output=True,
-                          text=True, check=False, timeout=60)
+    proc = serve(repo, "--env", "qa")
     assert proc.returncode == 2
     assert "no pin for environment 'qa'" in proc.stderr
     assert "environments with a pin: staging, production" in proc.stderr
@@ -84,12 +111,10 @@ def test_mlops_serve_names_the_environments_it_knows(tmp_path):
 
 def test_mlops_serve_asks_which_model_when_the_environment_holds_several(tmp_path):
     repo = _repo(tmp_path, models=("churn", "housing"))
-    proc = subprocess.run([str(MLOPS), "serve", "--env", "staging"], cwd=repo,
-                          capture_output=True, text=True, check=False, timeout=60)
+    proc = serve(repo, "--env", "staging")
     assert proc.returncode == 2
     assert "staging holds 2 models (churn, housing): say which with --model NAME" in proc.stderr
-    proc = subprocess.run([str(MLOPS), "serve", "--env", "staging", "--model", "fraud"],
-                          cwd=repo, capture_output=True, text=True, check=False, timeout=60)
+    proc = serve(repo, "--env", "staging", "--model", "fraud")
     assert proc.returncode == 2
     assert "no model 'fraud' in staging" in proc.stderr and "staging has churn, housing" in (
         proc.stderr)
@@ -98,6 +123,5 @@ def test_mlops_serve_asks_which_model_when_the_environment_holds_several(tmp_pat
 def test_mlops_serve_refuses_a_broken_pin(tmp_path):
     repo = _repo(tmp_path)
     (repo / "environments" / "staging" / "churn" / "model.yaml").write_text("model: [\n")
-    proc = subprocess.run([str(MLOPS), "serve", "--env", "staging"], cwd=repo,
-                          capture_output=True, text=True, check=False, timeout=60)
+    proc = serve(repo, "--env", "staging")
     assert proc.returncode == 2 and "is not a valid pin" in proc.stderr

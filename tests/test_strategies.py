@@ -246,6 +246,9 @@ def test_bad_release_settings_are_refused_naming_the_file(repo):
         strategy.settings(repo, "staging")
 
 
+# The whole `mlops manifests` run again: `make test` runs it; each strategy's render and
+# schema check stay in the inner loop.
+@pytest.mark.slow
 def test_the_manifests_check_renders_every_strategy_of_every_environment():
     lines = manifests.check_strategies(ROOT)
     for env in ("staging", "production"):

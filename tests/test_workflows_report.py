@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import yaml
 from gitops_fixtures import git
+from project import call
 from report_fixtures import binary, declaration, multiclass, project, regression, write_model, write_params
 
 from pipelines.report import MARKER, render
@@ -218,10 +219,14 @@ def test_chart_numbers_never_use_exponents_and_lines_match_the_axis():
         xychart("t", "x", "y", [Series("a", "#000000", [float("nan")])], x_range=(0, 1))
 
 
-def cli(repo: Path, *args: str, command: tuple[str, ...] = ("-m", "pipelines.report")
-        ) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, *command, "--repo", str(repo), *args], cwd=ROOT,
-                          capture_output=True, text=True, check=False)
+def cli(repo: Path, *args: str, mlops: bool = False) -> subprocess.CompletedProcess:
+    """`python -m pipelines.report ARGS` (or `mlops report ARGS`), run in this process."""
+    from pipelines import cli as mlops_cli
+    from pipelines.report.command import main
+
+    if mlops:
+        return call(mlops_cli.main, ["report", "--repo", repo, *args], ROOT)
+    return call(main, ["--repo", repo, *args], ROOT)
 
 
 def test_cli_reports_the_models_the_change_touches_unless_told_which(repo, tmp_path):
@@ -235,8 +240,7 @@ def test_cli_reports_the_models_the_change_touches_unless_told_which(repo, tmp_p
     text = (tmp_path / "out" / "report.md").read_text()
     assert "### wine (multiclass)" in text and "### churn" not in text
     assert summary.read_text() == "## earlier step\n" + text + "\n"
-    both = cli(repo, "--base", "main", "--models", "diabetes", "churn",
-               command=("-m", "pipelines.cli", "report"))
+    both = cli(repo, "--base", "main", "--models", "diabetes", "churn", mlops=True)
     assert both.returncode == 0, both.stderr
     assert both.stdout.startswith(MARKER)
     assert both.stdout.index("### diabetes") < both.stdout.index("### churn")
