@@ -129,7 +129,7 @@ bench-pipeline: venv  ## time dvc repro (full and no-op) against the stage comma
 bench-history: venv  ## time history, rollback, promote, status at 100, 1,000 and 10,000 promotions
 	benchmarks/history.sh
 
-bench-serving: venv  ## wrk: this service vs `mlflow models serve` on the same registered model
+bench-serving: venv  ## wrk per task (binary, multiclass, regression): this service vs `mlflow models serve`, OIP vs /v1
 	@command -v wrk >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
 	benchmarks/serving.sh
 

@@ -39,7 +39,7 @@ cleanup() {
 trap cleanup EXIT
 free_port() { python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
-eval "$(PYTHONPATH=$PWD python benchmarks/protocols_setup.py "$work" "$MODEL")"
+eval "$(PYTHONPATH=$PWD python benchmarks/serving_setup.py "$work" "$MODEL")"
 
 pgport=$(free_port)
 "${as[@]}" "$pgbin/initdb" -D "$pgdir/data" -U postgres --auth=trust -E UTF8 >/dev/null
@@ -83,7 +83,7 @@ metric() {  # variant name{labels} -> value (0 when absent)
 }
 declare -A rps p99 errs single_written single_dropped
 measure() {  # variant rows -> "rps p50 p99 errors requests"
-  local target="http://127.0.0.1:${port[$1]}/v1/predict" file="$work/v1-$2.json"
+  local target="http://127.0.0.1:${port[$1]}/v1/predict" file="$work/service-$2.json"
   curl -sf -o /dev/null -H 'Content-Type: application/json' --data-binary "@$file" "$target"
   BODY_FILE=$file wrk -t2 -c"$CONC" -d"${DURATION}s" --timeout 10s -s benchmarks/post.lua "$target" \
     | awk '/^RESULT/ {print $2, $3, $4, $5, $6}'

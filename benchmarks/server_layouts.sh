@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Why the service runs as one uvicorn process with uvloop + httptools: the same app under
 # other server layouts, single-row requests at concurrency 1 and 32 (wrk, DURATION s each).
-# granian is measured when it is importable (it is not a dependency).
+# granian is measured when it is importable (it is not a dependency). MODEL (default churn)
+# and ESTIMATOR (default the declared one) choose what serves (benchmarks/serving_setup.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PWD/.venv/bin:$PATH" MLFLOW_DISABLE_TELEMETRY=true MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR=false \
@@ -11,7 +12,7 @@ work=$(mktemp -d)
 pid=
 cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null; wait 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
-setup=$(python benchmarks/serving_setup.py "$work")
+setup=$(python benchmarks/serving_setup.py "$work" "${MODEL:-churn}" ${ESTIMATOR:+--estimator "$ESTIMATOR"})
 eval "$setup"
 export MODEL_PIN=$PIN MLFLOW_TRACKING_URI=$TRACKING_URI MODEL_CACHE_DIR=$work/cache \
        ALLOW_ANONYMOUS=true PREDICTION_LOG=off

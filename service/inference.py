@@ -6,8 +6,10 @@ into columns and encodes the `Answer` its own way.
 """
 from __future__ import annotations
 
+import asyncio
 from collections import Counter as Tally
 from dataclasses import dataclass
+from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -96,3 +98,71 @@ class Predictor:
         if self.shadow is not None:
             self.shadow.submit(columns, predicted)
         return answer
+
+
+class Coalescer:
+    """Answers the rows of requests that arrive together with one model call.
+
+    Requests read in the same turn of the event loop (concurrent callers) queue their rows;
+    the first schedules a flush for the next turn, which runs the predictor once on all of
+    them and hands each request its slice. A model call has a fixed cost (onnxruntime's
+    per-run overhead, per-feature conversions) that then falls once per turn rather than once
+    per request; a lone request waits one turn of the loop. Requests of `max_rows` rows or
+    more run alone at once; a queue that would grow beyond `max_rows` is flushed first.
+    """
+
+    def __init__(self, predictor: Predictor, max_rows: int) -> None:
+        self.predictor = predictor
+        self.max_rows = max_rows
+        self._pending: list[tuple[list[tuple[Any, ...]], bool, asyncio.Future]] = []
+        self._rows = 0
+
+    async def __call__(self, columns: list[tuple[Any, ...]], issue_ids: bool = True) -> Answer:
+        """The predictor's answer to these rows (column by column), shared with others'."""
+        n = len(columns[0])
+        if n >= self.max_rows:
+            return self.predictor(columns, issue_ids)
+        if self._rows + n > self.max_rows:
+            self._flush()
+        loop = asyncio.get_running_loop()
+        if not self._pending:
+            loop.call_soon(self._flush)
+        future = loop.create_future()
+        self._pending.append((columns, issue_ids, future))
+        self._rows += n
+        return await future
+
+    def _flush(self) -> None:
+        pending, self._pending, self._rows = self._pending, [], 0
+        if not pending:
+            return
+        if len(pending) == 1:
+            columns, issue_ids, future = pending[0]
+            merged, wanted = columns, issue_ids
+        else:
+            wanted = any(p[1] for p in pending)
+            merged = [tuple(chain.from_iterable(p[0][i] for p in pending))
+                      for i in range(len(pending[0][0]))]
+        try:
+            answer = self.predictor(merged, wanted)
+        except Exception as exc:  # every request of the call fails alike
+            for _, _, future in pending:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        if len(pending) == 1:
+            if not future.done():
+                future.set_result(answer)
+            return
+        start = 0
+        labels, values, probabilities, ids = (answer.labels, answer.values,
+                                              answer.probabilities, answer.ids)
+        for columns, _, future in pending:
+            end = start + len(columns[0])
+            if not future.done():  # a caller that went away is skipped
+                future.set_result(Answer(
+                    labels[start:end] if labels is not None else None,
+                    values[start:end] if values is not None else None,
+                    probabilities[start:end] if probabilities is not None else None,
+                    ids[start:end] if ids is not None else None))
+            start = end

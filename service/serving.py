@@ -24,7 +24,7 @@ from service.ab import ABRouter, compatible
 from service.drift import DriftMonitor
 from service.errors import LoadError
 from service.feedback import FeedbackDesk
-from service.inference import Predictor
+from service.inference import Coalescer, Predictor
 from service.live_slices import LiveSlices
 from service.logbook import Logbook
 from service.metrics import Metrics
@@ -53,6 +53,8 @@ class Serving:
     environment: str
     shadow_failure: Failure | None = None
     ab: ABRouter | None = None  # the pin's A/B test: variant b and the routing rule
+    # Outside an A/B test: the predictor behind concurrent requests' shared model calls.
+    coalescer: Coalescer | None = None
 
     def variants(self) -> dict[str, LoadedModel]:
         """The models in service by variant: {"a", "b"} during an A/B test, else {"": model}."""
@@ -273,8 +275,10 @@ class ServiceState:
         if challenger is not None:
             ab = ABRouter(pin, predictor, Predictor(challenger, self.metrics, self.logbook,
                                                     pin.environment, drift, None, "b"), codec)
+        coalescer = Coalescer(predictor, s.coalesce_rows) if ab is None else None
         return Serving(model=primary, codec=codec, predictor=predictor,
-                       environment=pin.environment, shadow_failure=shadow_failure, ab=ab)
+                       environment=pin.environment, shadow_failure=shadow_failure, ab=ab,
+                       coalescer=coalescer)
 
     def _swap(self, new: Serving | None) -> None:
         """Put `new` in service with one assignment and bring the metrics along."""

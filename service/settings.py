@@ -40,6 +40,8 @@ class Settings:
     cache_dir: Path = Path(tempfile.gettempdir()) / "gitops-ml-models"
     pin_poll_seconds: float = 2.0
     max_batch_rows: int = 1000
+    # Concurrent requests' rows answered by one model call, up to this many (0: each alone).
+    coalesce_rows: int = 256
     max_body_bytes: int = 1_048_576
     api_keys: tuple[ApiKey, ...] = ()
     jwt_secret: str | None = None
@@ -103,6 +105,7 @@ class Settings:
             cache_dir=Path(_text(env, "MODEL_CACHE_DIR") or cls.cache_dir),
             pin_poll_seconds=_number(env, "PIN_POLL_SECONDS", cls.pin_poll_seconds, float, 0),
             max_batch_rows=_number(env, "MAX_BATCH_ROWS", cls.max_batch_rows, int, 1),
+            coalesce_rows=_number(env, "COALESCE_ROWS", cls.coalesce_rows, int, 0),
             max_body_bytes=_number(env, "MAX_BODY_BYTES", cls.max_body_bytes, int, 1024),
             api_keys=parse_api_keys(env.get("API_KEYS", "")),
             jwt_secret=_text(env, "JWT_SECRET"),

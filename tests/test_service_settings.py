@@ -24,13 +24,14 @@ def _public_key() -> str:
 
 def test_settings_are_read_from_the_environment():
     s = Settings.parse({"MODEL_PIN": "/pins/model.yaml", "API_KEYS": "a, b=admin,",
-                        "MAX_BATCH_ROWS": "50", "JWT_PUBLIC_KEY": _public_key(),
+                        "MAX_BATCH_ROWS": "50", "COALESCE_ROWS": "0",
+                        "JWT_PUBLIC_KEY": _public_key(),
                         "JWT_AUDIENCE": "svc", "JWT_ISSUER": "idp", "RATE_LIMIT": "100/minute",
                         "DATABASE_URL": "postgresql://u:p@db/log", "LOG_BUFFER_ROWS": "10"})
     assert s.model_pin == Path("/pins/model.yaml")
     assert [(k.secret, sorted(k.scopes)) for k in s.api_keys] == [
         ("a", ["feedback", "predict"]), ("b", ["admin"])] and s.auth_enabled
-    assert s.max_batch_rows == 50 and s.rate_limit == (100, "minute")
+    assert s.max_batch_rows == 50 and s.rate_limit == (100, "minute") and s.coalesce_rows == 0
     assert s.jwt_algorithms == ("RS256",)
     assert (s.database_url, s.prediction_log, s.log_buffer_rows) == (
         "postgresql://u:p@db/log", True, 10)
@@ -47,6 +48,7 @@ def test_api_keys_name_their_scopes_and_may_end_in_base64_padding():
     ({}, "MODEL_PIN is not set"),
     ({**BASE, "MAX_BATCH_ROWS": "lots"}, "MAX_BATCH_ROWS='lots' is not an integer"),
     ({**BASE, "PIN_POLL_SECONDS": "-1"}, "PIN_POLL_SECONDS='-1' must be at least 0"),
+    ({**BASE, "COALESCE_ROWS": "-1"}, "COALESCE_ROWS='-1' must be at least 0"),
     ({**BASE, "API_KEYS": "k=predict+everything"}, "key 1 names scope 'everything'"),
     ({**BASE, "API_KEYS": "k, k"}, "key 2 is listed twice"),
     ({**BASE, "RATE_LIMIT": "fast"}, "RATE_LIMIT='fast' is not N/unit"),

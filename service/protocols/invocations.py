@@ -170,7 +170,7 @@ def build(state: ServiceState, check: Callable[[Any, str], None] | None,
         except Refused as exc:
             return json_response(MlflowError("BAD_REQUEST", str(exc)), 400)
         if serving.ab is None:
-            answer = serving.predictor(columns, issue_ids=False)
+            answer = await serving.coalescer(columns, issue_ids=False)
         else:
             # MLflow's record formats have no room for a unit field: the unit header routes
             # (or the field when it is a feature), else the draw.

@@ -197,7 +197,7 @@ def build(state: ServiceState, check: Callable[[Any, str], None] | None,
         ref = serving.model.ref
         ab = serving.ab
         if ab is None:
-            answer = predictor(batch.columns)
+            answer = await serving.coalescer(batch.columns)
             return json_response(encode(answer, ref.name, ref.version, predictor.task,
                                         predictor.classes, batch.single))
         try:

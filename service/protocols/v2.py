@@ -204,7 +204,8 @@ def build(state: ServiceState, check: Callable[[Any, str], None] | None,
                                              f"{', '.join(sorted(known))}"), 400)
         ab = serving.ab
         if ab is None:
-            return json_response(encode(serving.predictor(cols), serving, parsed.id, wanted))
+            return json_response(encode(await serving.coalescer(cols), serving, parsed.id,
+                                        wanted))
         try:
             if version is not None:  # the caller asks for one variant by its version
                 chosen = next(v for v, n in ab.versions.items() if str(n) == version)
