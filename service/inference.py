@@ -145,10 +145,12 @@ class Coalescer:
                       for i in range(len(pending[0][0]))]
         try:
             answer = self.predictor(merged, wanted)
-        except Exception as exc:  # every request of the call fails alike
-            for _, _, future in pending:
-                if not future.done():
-                    future.set_exception(exc)
+        except Exception as exc:
+            if len(pending) == 1:
+                _settle(future, exc)
+            else:  # each request alone: one whose rows the model refuses fails alone
+                for columns, issue_ids, future in pending:
+                    _settle(future, self.predictor, columns, issue_ids)
             return
         if len(pending) == 1:
             if not future.done():
@@ -166,3 +168,17 @@ class Coalescer:
                     probabilities[start:end] if probabilities is not None else None,
                     ids[start:end] if ids is not None else None))
             start = end
+
+
+def _settle(future: asyncio.Future, outcome: Any, *args: Any) -> None:
+    """Give a waiting caller `outcome(*args)`, or the exception it raises (or `outcome` when it
+    is one); a caller that went away is skipped."""
+    if future.done():
+        return
+    if isinstance(outcome, BaseException):
+        future.set_exception(outcome)
+        return
+    try:
+        future.set_result(outcome(*args))
+    except Exception as exc:
+        future.set_exception(exc)

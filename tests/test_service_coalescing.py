@@ -14,14 +14,17 @@ class Model:
     """A predictor that answers each row with its value (and the value's class) and records
     the size of every call."""
 
-    def __init__(self, fail: bool = False) -> None:
+    def __init__(self, fail: bool = False, refuses: int | None = None) -> None:
         self.calls: list[int] = []
         self.fail = fail
+        self.refuses = refuses  # a row value the model cannot take
 
     def __call__(self, columns, issue_ids: bool = True) -> Answer:
         self.calls.append(len(columns[0]))
         if self.fail:
             raise RuntimeError("the model broke")
+        if self.refuses in columns[0]:
+            raise ValueError(f"cannot take {self.refuses}")
         values = [float(v) for v in columns[0]]
         probabilities = np.array([[1 - v / 100, v / 100] for v in values])
         return Answer([f"c{int(v)}" for v in values], values, probabilities,
@@ -75,10 +78,20 @@ def test_ids_are_issued_when_any_request_of_the_call_asks():
     assert [a.ids for a in answers] == [None, None]
 
 
-def test_a_failing_model_fails_every_request_of_its_call():
+def test_a_broken_model_fails_every_request_of_its_call():
     model = Model(fail=True)
     answers = run(Coalescer(model, max_rows=256), [request(0, 1), request(1, 2)])
-    assert len(model.calls) == 1
+    assert model.calls == [3, 1, 2]  # together, then each alone
     for answer in answers:
         with pytest.raises(RuntimeError, match="the model broke"):
             raise answer
+
+
+def test_a_request_the_model_refuses_fails_alone_and_the_others_are_answered():
+    model = Model(refuses=11)
+    requests = [request(0, 2), request(10, 2), request(20, 1)]
+    answers = run(Coalescer(model, max_rows=256), requests)
+    assert model.calls == [5, 2, 2, 1]  # together, then each alone
+    with pytest.raises(ValueError, match="cannot take 11"):
+        raise answers[1]
+    assert answers[0].values == [0.0, 1.0] and answers[2].values == [20.0]
