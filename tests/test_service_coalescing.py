@@ -71,7 +71,7 @@ def test_coalescing_off_calls_the_model_once_per_request():
     assert model.calls == [1, 1, 1]
 
 
-def test_ids_are_issued_when_any_request_of_the_call_asks():
+def test_no_ids_are_issued_when_no_request_of_the_call_asks():
     model = Model()
     answers = run(Coalescer(model, max_rows=256), [request(0, 1), request(1, 1)],
                   issue_ids=False)
