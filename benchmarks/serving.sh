@@ -10,7 +10,7 @@
 #     concurrency 32, beside /v1/predict's cell of the same round.
 # Every service cell is measured ROUNDS times (default 3), the endpoints interleaved within a
 # round so drift of the machine hits all alike; the tables give medians and the spread
-# (min-max). The targets (issues 8 and 16), per model:
+# (min-max). The targets, per model:
 #   - single row at concurrency 32: p99 <= 20 ms;
 #   - 100 rows at concurrency 32: >= 2 x 1,238 req/s (main before the work), and the ratio to
 #     `mlflow models serve`;
@@ -115,7 +115,7 @@ from collections import defaultdict
 rows = [line.split() for line in open(sys.argv[1])]
 models = [line.split() for line in open(sys.argv[2])]
 with_baseline = sys.argv[3] == "baseline"
-TARGET_BATCH = 2 * 1238  # issue 8: twice the 100-row req/s on main before the work
+TARGET_BATCH = 2 * 1238  # twice the 100-row req/s of the service before the serving work
 m = statistics.median
 runs = defaultdict(list)  # (model, endpoint, rows, conc) -> [(rps, p50, p99, errors)]
 for model, ep, n, conc, _round, rps, p50, p99, errors in rows:
