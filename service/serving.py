@@ -114,6 +114,9 @@ class ServiceState:
         self._pin_stat: tuple | None = None
         self._last_attempt = 0.0
         self._in_sync = False
+        # One reading of the pin at a time: a second caller waits for the load under way
+        # instead of returning early because the text is already the one being loaded.
+        self._sync_lock = asyncio.Lock()
         self.on_swap: Callable[[], None] | None = None
 
     # ---- what /ready and /v1/model report -------------------------------------------------
@@ -146,7 +149,12 @@ class ServiceState:
             await asyncio.sleep(self.settings.pin_poll_seconds)
 
     async def sync_with_pin(self) -> None:
-        """Read the pin; if it names something else than what serves, load and swap it in."""
+        """Read the pin; if it names something else than what serves, load and swap it in.
+        Returns once what it read is applied (or refused), whoever started the load."""
+        async with self._sync_lock:
+            await self._sync_with_pin()
+
+    async def _sync_with_pin(self) -> None:
         path = self.settings.model_pin
         retry = self.failure is not None and time.monotonic() - self._last_attempt > RETRY_SECONDS
         try:
