@@ -54,9 +54,11 @@ start_service() {  # name tree: a service process of the tree at `tree`, open, w
   port[$1]=$(free_port)
   # Open and without the prediction log: the serving path alone (benchmarks/prediction_log.sh
   # measures the log).
-  ALLOW_ANONYMOUS=true PREDICTION_LOG=off MODEL_PIN=$PIN MLFLOW_TRACKING_URI=$TRACKING_URI \
-    MODEL_CACHE_DIR=$dir/cache-$1 PYTHONPATH=$2 \
-    python -m service --port "${port[$1]}" >"$dir/$1.log" 2>&1 &
+  # From the tree's own directory: `python -m` puts the working directory first on sys.path,
+  # so PYTHONPATH alone would run this checkout's code under the baseline's name.
+  (cd "$2" && ALLOW_ANONYMOUS=true PREDICTION_LOG=off MODEL_PIN=$PIN \
+    MLFLOW_TRACKING_URI=$TRACKING_URI MODEL_CACHE_DIR=$dir/cache-$1 PYTHONPATH=$2 \
+    exec python -m service --port "${port[$1]}") >"$dir/$1.log" 2>&1 &
   pids+=($!)
 }
 measure() {  # endpoint rows conc round: one wrk run, appended to $results
