@@ -56,9 +56,10 @@ declare -A port
 start() {  # name tree env... : a service process of the tree at `tree`
   local name=$1 tree=$2; shift 2
   port[$name]=$(free_port)
-  env "$@" ALLOW_ANONYMOUS=true MODEL_PIN="$PIN" MLFLOW_TRACKING_URI="$TRACKING_URI" \
-    MODEL_CACHE_DIR="$work/cache-$name" PYTHONPATH="$tree" \
-    python -m service --port "${port[$name]}" >"$work/$name.log" 2>&1 &
+  # From the tree's own directory: `python -m` puts the working directory first on sys.path.
+  (cd "$tree" && exec env "$@" ALLOW_ANONYMOUS=true MODEL_PIN="$PIN" \
+    MLFLOW_TRACKING_URI="$TRACKING_URI" MODEL_CACHE_DIR="$work/cache-$name" PYTHONPATH="$tree" \
+    python -m service --port "${port[$name]}") >"$work/$name.log" 2>&1 &
   pids+=($!)
 }
 read -ra variants <<< "$VARIANTS"

@@ -20,8 +20,9 @@
 # alone); OIP=off; AB=on (the pin runs an A/B test of two registrations of the same bundle,
 # 90/10, a new unit in X-Customer-Id on every request: what the routing adds);
 # BASELINE=/path/to/other/checkout adds that checkout's service (run from its tree with this
-# venv) to every round, to compare two revisions in the same run; BENCH_ENFORCE=1 exits
-# non-zero when a target is missed.
+# venv) to every round, to compare two revisions in the same run; BASELINE_ENV="NAME=value ..."
+# sets the baseline's environment (BASELINE=. BASELINE_ENV=COALESCE_ROWS=0: this checkout
+# without coalescing); BENCH_ENFORCE=1 exits non-zero when a target is missed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PWD/.venv/bin:$PATH" MLFLOW_DISABLE_TELEMETRY=true DVC_NO_ANALYTICS=1 \
@@ -54,9 +55,13 @@ start_service() {  # name tree: a service process of the tree at `tree`, open, w
   port[$1]=$(free_port)
   # Open and without the prediction log: the serving path alone (benchmarks/prediction_log.sh
   # measures the log).
-  ALLOW_ANONYMOUS=true PREDICTION_LOG=off MODEL_PIN=$PIN MLFLOW_TRACKING_URI=$TRACKING_URI \
-    MODEL_CACHE_DIR=$dir/cache-$1 PYTHONPATH=$2 \
-    python -m service --port "${port[$1]}" >"$dir/$1.log" 2>&1 &
+  # From the tree's own directory: `python -m` puts the working directory first on sys.path,
+  # so PYTHONPATH alone would run this checkout's code under the baseline's name.
+  local extra=()
+  [ "$1" = baseline ] && read -ra extra <<< "${BASELINE_ENV:-}"
+  (cd "$2" && ALLOW_ANONYMOUS=true PREDICTION_LOG=off MODEL_PIN=$PIN \
+    MLFLOW_TRACKING_URI=$TRACKING_URI MODEL_CACHE_DIR=$dir/cache-$1 PYTHONPATH=$2 \
+    exec env "${extra[@]}" python -m service --port "${port[$1]}") >"$dir/$1.log" 2>&1 &
   pids+=($!)
 }
 measure() {  # endpoint rows conc round: one wrk run, appended to $results

@@ -6,12 +6,13 @@ reference shares. Empty values (a nullable feature's None or "") are left out of
 The model's answers drift too, by task: the KS statistic of a binary classifier's positive
 probability or a regressor's value against its answers on the training rows, the PSI of a
 multiclass classifier's predicted classes against their training shares.
-Rows are only recorded on the request path; the statistics are computed when metrics are
-read, so their cost does not grow with traffic.
+Requests are only recorded on the request path, as they came (column by column); the rows
+and the statistics are formed when metrics are read, so their cost does not grow with traffic.
 """
 from __future__ import annotations
 
 from collections import deque
+from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -40,7 +41,7 @@ class DriftMonitor:
                 self._categorical.append((i, f.name, *_shares(list(f.categories or []), shares)))
             elif f.type != "category" and numeric_ref.get(f.name, {}).get("sample"):
                 self._numeric.append((i, f.name, _finite(numeric_ref[f.name]["sample"])))
-        self._answer = len(signature.features)  # the model's answer ends each row tuple
+        self._answer = len(signature.features)  # the index that names the answers
         prediction = reference.get("prediction") or {}
         self._answer_ks: np.ndarray | None = None
         self._answer_psi: tuple[dict[str, int], np.ndarray] | None = None
@@ -50,40 +51,52 @@ class DriftMonitor:
             key = "value_sample" if signature.task == "regression" else "probability_sample"
             if prediction.get(key):
                 self._answer_ks = _finite(prediction[key])
-        # Rows are kept as tuples and turned into arrays only when statistics are read:
-        # appending is far cheaper than writing into arrays on every request.
-        self._rows: deque[tuple[Any, ...]] = deque(maxlen=window)
+        # What the model was asked, as it came: (columns, answers) per call, newest last,
+        # with as many of the oldest dropped as leaves `window` rows or more. Keeping a call's
+        # columns costs one append; rows are formed only when statistics are read.
+        self._calls: deque[tuple[list[Any], list[Any]]] = deque()
+        self._held = 0
 
     @property
     def rows(self) -> int:
-        return len(self._rows)
+        return min(self._held, self.window)
 
-    def observe(self, columns: list[tuple[Any, ...]], answers: list[Any]) -> None:
+    def observe(self, columns: list[Any], answers: list[Any]) -> None:
         """Record rows (given column by column, in signature order) and the model's answer
         for each (binary: P(positive); multiclass: the class; regression: the value)."""
-        self._rows.extend(zip(*columns, answers))
+        calls = self._calls
+        calls.append((columns, answers))
+        self._held += len(answers)
+        while self._held - len(calls[0][1]) >= self.window:
+            self._held -= len(calls.popleft()[1])
+
+    def _window(self, i: int) -> list[Any]:
+        """The window's values of feature `i` (the answers when `i` is the feature count)."""
+        calls = list(self._calls)
+        if i == self._answer:
+            values = list(chain.from_iterable(answers for _, answers in calls))
+        else:
+            values = list(chain.from_iterable(columns[i] for columns, _ in calls))
+        return values[-self.window:]
 
     def statistics(self) -> dict[tuple[str, str], float]:
         """(feature, test) -> statistic over the window; empty until `min_rows` rows."""
-        rows = list(self._rows)
-        n = len(rows)
-        if n < self.min_rows:
+        if self.rows < self.min_rows:
             return {}
         out: dict[tuple[str, str], float] = {}
         for i, name, sample in self._numeric:
-            if (stat := _ks([r[i] for r in rows], sample)) is not None:
+            if (stat := _ks(self._window(i), sample)) is not None:
                 out[(name, "ks")] = stat
         for i, name, codes, expected in self._categorical:
-            if (stat := _psi([r[i] for r in rows], codes, expected)) is not None:
+            if (stat := _psi(self._window(i), codes, expected)) is not None:
                 out[(name, "psi")] = stat
         return out
 
     def answer_statistic(self) -> tuple[str, float] | None:
         """(test, statistic) of the model's answers over the window; None until `min_rows`."""
-        rows = list(self._rows)
-        if len(rows) < self.min_rows:
+        if self.rows < self.min_rows:
             return None
-        answers = [r[self._answer] for r in rows]
+        answers = self._window(self._answer)
         if self._answer_ks is not None:
             stat = _ks(answers, self._answer_ks)
             return None if stat is None else ("ks", stat)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 from collections import Counter as Tally
 from dataclasses import dataclass
-from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -141,8 +140,11 @@ class Coalescer:
             merged, wanted = columns, issue_ids
         else:
             wanted = any(p[1] for p in pending)
-            merged = [tuple(chain.from_iterable(p[0][i] for p in pending))
-                      for i in range(len(pending[0][0]))]
+            # Extending lists: several times faster than building tuples from a chain.
+            merged = [list(column) for column in pending[0][0]]
+            for columns, _, _ in pending[1:]:
+                for into, column in zip(merged, columns):
+                    into.extend(column)
         try:
             answer = self.predictor(merged, wanted)
         except Exception as exc:

@@ -55,6 +55,22 @@ def test_drift_is_silent_until_the_window_holds_min_rows_then_measures_ks_and_ps
     assert stats[("x", "ks")] > 0.9 and stats[("c", "psi")] > 1.0
 
 
+def test_the_window_holds_exactly_the_newest_rows_when_its_edge_falls_inside_a_request():
+    monitor = DriftMonitor(_signature(), _reference({"probability_sample": [0.1, 0.5, 0.9]}),
+                           window=10, min_rows=10)
+    monitor.observe([(100.0,) * 7, ("p",) * 7], [0.9] * 7)   # rows 1-7
+    monitor.observe([(0.0,) * 5, ("q",) * 5], [0.5] * 5)     # rows 8-12
+    assert monitor.rows == 10
+    # The newest ten, rows 3-12, hold five p and five q: the reference's shares exactly.
+    assert monitor.statistics()[("c", "psi")] == pytest.approx(0.0)
+    monitor.observe([(0.0,) * 5, ("q",) * 5], [0.5] * 5)     # rows 13-17 push rows 1-7 out
+    assert monitor.rows == 10
+    assert monitor.statistics()[("c", "psi")] == pytest.approx(
+        (1e-4 - 0.5) * np.log(1e-4 / 0.5) + (1 - 0.5) * np.log(1 / 0.5))
+    # Answers 0.5 only (the 0.9s left): a third of the reference lies on either side.
+    assert monitor.answer_statistic() == ("ks", pytest.approx(1 / 3))
+
+
 def test_empty_values_are_left_out_of_drift():
     monitor = DriftMonitor(_signature(), _reference({}), window=50, min_rows=5)
     monitor.observe([(None,) * 10, ("",) * 10], [0.5] * 10)

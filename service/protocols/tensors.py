@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import struct
 from functools import lru_cache
-from typing import Any, Union
+from typing import Any, Literal, Union
 
 import msgspec
 import numpy as np
@@ -76,11 +76,12 @@ def parse(body: bytes, header_length: str | None) -> tuple[InferRequest, bytes]:
 
 
 @lru_cache(maxsize=8)
-def _typed(codec: RequestCodec) -> tuple[msgspec.json.Decoder, dict[type, tuple[int, str]],
-                                         list[int], list[int]]:
+def _typed(codec: RequestCodec) -> tuple[msgspec.json.Decoder, dict[type, int], list[int],
+                                         list[int]]:
     """A decoder that checks a whole JSON request in one pass: each input is a struct tagged
-    by its feature's name, whose `data` has that feature's element type. Also the features
-    whose values need a second look (whole numbers sent as FP64, empty categories)."""
+    by its feature's name, with that feature's datatype and element type, and no parameters
+    (those carry the binary extension's sizes: the general path reads them). Also the
+    features whose values need a second look (whole numbers sent as FP64, empty categories)."""
     kinds = []
     features = codec.signature.features
     for i, f in enumerate(features):
@@ -88,8 +89,8 @@ def _typed(codec: RequestCodec) -> tuple[msgspec.json.Decoder, dict[type, tuple[
         if f.type == "integer" and datatype(f) == "FP64":
             element = float | None  # checked to be whole numbers afterwards
         kinds.append(msgspec.defstruct(
-            f"Input{i}", [("shape", list[int]), ("datatype", str), ("data", list[element], []),
-                          ("parameters", dict[str, Any] | None, None)],
+            f"Input{i}", [("shape", list[int]), ("datatype", Literal[datatype(f)]),
+                          ("data", list[element], []), ("parameters", None, None)],
             tag_field="name", tag=f.name, gc=False))  # acyclic: no collector work per request
     request = msgspec.defstruct("TypedInferRequest", [
         ("inputs", list[Union[tuple(kinds)]]), ("id", str | None, None),  # noqa: UP007
@@ -97,11 +98,7 @@ def _typed(codec: RequestCodec) -> tuple[msgspec.json.Decoder, dict[type, tuple[
         ("outputs", list[RequestedOutput] | None, None)], gc=False)
     whole = [i for i, f in enumerate(features) if f.type == "integer" and f.nullable]
     blank = [i for i, f in enumerate(features) if f.type == "category" and f.nullable]
-    return (msgspec.json.Decoder(request),
-            {k: (i, datatype(features[i])) for i, k in enumerate(kinds)}, whole, blank)
-
-
-_ONE_COLUMN = ([], [1])
+    return (msgspec.json.Decoder(request), {k: i for i, k in enumerate(kinds)}, whole, blank)
 
 
 def fast(body: bytes, codec: RequestCodec, max_rows: int
@@ -113,19 +110,20 @@ def fast(body: bytes, codec: RequestCodec, max_rows: int
         request = decoder.decode(body)
     except msgspec.MsgspecError:
         return None
-    cols: list[Any] = [None] * len(index)
-    for tensor in request.inputs:
-        i, expected = index[type(tensor)]
-        shape = tensor.shape
-        if cols[i] is not None or tensor.datatype != expected or tensor.parameters \
-                or not shape or shape[1:] not in _ONE_COLUMN or len(tensor.data) != shape[0]:
-            return None
-        cols[i] = tensor.data
-    if None in cols:
+    inputs = request.inputs
+    if len(inputs) != len(index):
         return None
-    rows = {len(c) for c in cols}
-    n = rows.pop()
-    if rows or not 1 <= n <= max_rows:
+    cols: list[Any] = [None] * len(index)
+    shape = inputs[0].shape
+    n = shape[0] if shape else 0
+    shapes = ([n], [n, 1])
+    for tensor in inputs:
+        data = tensor.data
+        if tensor.shape not in shapes or len(data) != n:
+            return None
+        cols[index[type(tensor)]] = data
+    # As many inputs as features and none missing: each feature exactly once.
+    if None in cols or not 1 <= n <= max_rows:
         return None
     features = codec.signature.features
     for i in whole:

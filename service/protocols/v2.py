@@ -131,6 +131,8 @@ def build(state: ServiceState, check: Callable[[Any, str], None] | None,
 
     def model(name: str, version: str | None) -> Serving:
         serving = state.serving
+        if version is None and serving is not None and name == serving.model.ref.name:
+            return serving  # the common case, first
         pinned = state.pin.model if state.pin is not None else None
         known = serving.model.ref.name if serving else pinned.name if pinned else None
         if name != known:
@@ -227,8 +229,9 @@ def build(state: ServiceState, check: Callable[[Any, str], None] | None,
     @post(f"{_MODEL}/infer", operation_id="v2_infer", status_code=200, security=security,
           tags=["open inference protocol"], responses=infer_specs, operation_class=infer_doc,
           summary="Infer (Open Inference Protocol v2)")
-    async def infer_latest(request: Request, name: str) -> Response[bytes]:
-        return await infer(request, name, None)
+    async def infer_latest(request: Request) -> Response[bytes]:
+        # The name from the scope: a parameter in the signature costs a parse per request.
+        return await infer(request, request.scope["path_params"]["name"], None)
 
     @post(f"{_VERSION}/infer", operation_id="v2_infer_version", status_code=200,
           security=security, tags=["open inference protocol"], responses=infer_specs,
