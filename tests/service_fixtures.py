@@ -98,9 +98,9 @@ def served_registry(tmp_path_factory) -> ServedRegistry:
 
 
 def _text_frame(name: str) -> pd.DataFrame:
-    from pipelines.source import DATASETS
+    from pipelines.source import dataset_bytes
 
-    return pd.read_csv(io.BytesIO(DATASETS[name]()), dtype=str, keep_default_na=False)
+    return pd.read_csv(io.BytesIO(dataset_bytes(name)), dtype=str, keep_default_na=False)
 
 
 def _wine() -> tuple[str, pd.DataFrame]:
@@ -192,12 +192,12 @@ def _build(root: Path) -> ServedRegistry:
     from contracts.digest import bundle_sha256
     from pipelines import declaration
     from pipelines.registry import store as registry
-    from pipelines.source import packaged_dataset
+    from pipelines.source import packaged_file
     from pipelines.stages import ingest, train
     from pipelines.stages.features import features, target
 
     churn = _churn_declaration(1.0)
-    data = ingest.validate(ingest.read_source(packaged_dataset()), churn).valid
+    data = ingest.validate(ingest.read_source(packaged_file("telco_churn.csv")), churn).valid
     data = data.sample(frac=1.0, random_state=3).reset_index(drop=True)
     churn_train, churn_test = data.iloc[:3000], data.iloc[3000:3600].reset_index(drop=True)
     uri = f"sqlite:///{root / 'mlflow.db'}"
