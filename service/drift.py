@@ -72,7 +72,7 @@ class DriftMonitor:
 
     def _window(self, i: int) -> list[Any]:
         """The window's values of feature `i` (the answers when `i` is the feature count)."""
-        calls = list(self._calls)
+        calls = self._calls
         if i == self._answer:
             values = list(chain.from_iterable(answers for _, answers in calls))
         else:

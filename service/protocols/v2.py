@@ -131,20 +131,22 @@ def build(state: ServiceState, check: Callable[[Any, str], None] | None,
 
     def model(name: str, version: str | None) -> Serving:
         serving = state.serving
-        if version is None and serving is not None and name == serving.model.ref.name:
-            return serving  # the common case, first
-        pinned = state.pin.model if state.pin is not None else None
-        known = serving.model.ref.name if serving else pinned.name if pinned else None
+        if serving is not None:
+            known = serving.model.ref.name
+        else:  # nothing serves yet: the pin says which model this server is for
+            pinned = state.pin.model if state.pin is not None else None
+            known = pinned.name if pinned else None
         if name != known:
             raise NotFoundException(f"unknown model {name!r}" + (
                 f": this server serves {known!r}" if known else ""))
         if serving is None:
             raise ServiceUnavailableException(f"model {name!r} is not ready: "
                                               f"{state.not_ready_reason()}")
-        served = [str(m.ref.version) for m in serving.variants().values()]
-        if version is not None and version not in served:
-            raise NotFoundException(f"unknown version {version!r} of {name!r}: this server "
-                                    f"serves version {' and '.join(served)}")
+        if version is not None:
+            served = [str(m.ref.version) for m in serving.variants().values()]
+            if version not in served:
+                raise NotFoundException(f"unknown version {version!r} of {name!r}: this "
+                                        f"server serves version {' and '.join(served)}")
         return serving
 
     def infer_body() -> dict[str, Any]:
