@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter as Tally
+from collections import deque
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any
 
@@ -62,6 +64,12 @@ class Predictor:
         (`issue_ids`: the caller answers with prediction ids; they are made anyway when
         the prediction log is on)."""
         labels, scores = self.model.predict(columns)
+        return self.record(columns, issue_ids, labels, scores)
+
+    def record(self, columns: list[tuple[Any, ...]], issue_ids: bool,
+               labels: list[str] | None, scores: np.ndarray) -> Answer:
+        """Record what the model said about these rows (`self.model.predict`'s result) in the
+        metrics, the drift window, the shadow model and the log; the answer to give."""
         task = self.task
         single = len(scores) == 1
         if labels is None:  # regression
@@ -102,83 +110,129 @@ class Predictor:
 class Coalescer:
     """Answers the rows of requests that arrive together with one model call.
 
-    Requests read in the same turn of the event loop (concurrent callers) queue their rows;
-    the first schedules a flush for the next turn, which runs the predictor once on all of
-    them and hands each request its slice. A model call has a fixed cost (onnxruntime's
-    per-run overhead, per-feature conversions) that then falls once per turn rather than once
-    per request; a lone request waits one turn of the loop. Requests of `max_rows` rows or
-    more run alone at once; a queue that would grow beyond `max_rows` is flushed first.
+    One call at a time: requests read while the model is busy (concurrent callers) queue
+    their rows and go together in the next call, which starts as soon as the last one ends;
+    a call takes at most `max_rows` rows (a larger request goes alone; 0: every request
+    alone, at once). A model call has a fixed cost (onnxruntime's per-run overhead,
+    per-feature conversions) that then falls once per call rather than once per request.
+
+    Calls of `thread_rows` rows or more run in the model's own thread (`executor`), where
+    onnxruntime computes without the GIL: under load the model's compute overlaps the loop's
+    reading and answering of the next requests. Smaller calls run on the loop, for which the
+    hand-off to a thread costs more than it saves. What the model said is recorded (metrics,
+    drift, log) on the loop either way.
     """
 
-    def __init__(self, predictor: Predictor, max_rows: int) -> None:
+    def __init__(self, predictor: Predictor, max_rows: int, executor: Executor | None = None,
+                 thread_rows: int = 0) -> None:
         self.predictor = predictor
         self.max_rows = max_rows
-        self._pending: list[tuple[list[tuple[Any, ...]], bool, asyncio.Future]] = []
-        self._rows = 0
+        self._executor = executor if thread_rows else None
+        self._thread_rows = thread_rows
+        self._pending: deque[tuple[list[tuple[Any, ...]], bool, asyncio.Future]] = deque()
+        self._busy = False
 
     async def __call__(self, columns: list[tuple[Any, ...]], issue_ids: bool = True) -> Answer:
         """The predictor's answer to these rows (column by column), shared with others'."""
-        n = len(columns[0])
-        if n >= self.max_rows:
+        if not self.max_rows:
             return self.predictor(columns, issue_ids)
-        if self._rows + n > self.max_rows:
-            self._flush()
         loop = asyncio.get_running_loop()
-        if not self._pending:
-            loop.call_soon(self._flush)
         future = loop.create_future()
         self._pending.append((columns, issue_ids, future))
-        self._rows += n
+        if not self._busy:  # else the call under way starts the next one when it ends
+            self._busy = True
+            loop.call_soon(self._next)
         return await future
 
-    def _flush(self) -> None:
-        pending, self._pending, self._rows = self._pending, [], 0
-        if not pending:
+    def _next(self) -> None:
+        """Call the model on what is queued, in calls of at most `max_rows` rows, until the
+        queue is empty or a call has gone to the model's thread (which calls back)."""
+        while self._pending:
+            batch, merged, wanted, rows = self._take()
+            if self._executor is None or rows < self._thread_rows:
+                try:
+                    labels, scores = self.predictor.model.predict(merged)
+                except Exception as exc:
+                    self._refused(batch, exc)
+                else:
+                    self._answer(batch, merged, wanted, labels, scores)
+                continue
+            call = asyncio.get_running_loop().run_in_executor(
+                self._executor, self.predictor.model.predict, merged)
+            call.add_done_callback(lambda done: self._done(batch, merged, wanted, done))
             return
-        if len(pending) == 1:
-            columns, issue_ids, future = pending[0]
-            merged, wanted = columns, issue_ids
-        else:
-            wanted = any(p[1] for p in pending)
-            # Extending lists: several times faster than building tuples from a chain.
-            merged = [list(column) for column in pending[0][0]]
-            for columns, _, _ in pending[1:]:
-                for into, column in zip(merged, columns):
-                    into.extend(column)
+        self._busy = False
+
+    def _take(self) -> tuple[list[Any], list[Any], bool, int]:
+        """The queued requests of the next call, their rows merged column by column."""
+        pending = self._pending
+        batch = [pending.popleft()]
+        rows = len(batch[0][0][0])
+        while pending and rows + len(pending[0][0][0]) <= self.max_rows:
+            rows += len(pending[0][0][0])
+            batch.append(pending.popleft())
+        if len(batch) == 1:
+            return batch, batch[0][0], batch[0][1], rows
+        # Extending lists: several times faster than building tuples from a chain.
+        merged = [list(column) for column in batch[0][0]]
+        for columns, _, _ in batch[1:]:
+            for into, column in zip(merged, columns):
+                into.extend(column)
+        return batch, merged, any(b[1] for b in batch), rows
+
+    def _done(self, batch, merged, wanted, done: asyncio.Future) -> None:
+        """The model's thread has answered (on the loop): answer the callers, call again."""
         try:
-            answer = self.predictor(merged, wanted)
+            labels, scores = done.result()
         except Exception as exc:
-            if len(pending) == 1:
+            self._refused(batch, exc)
+        else:
+            self._answer(batch, merged, wanted, labels, scores)
+        self._next()
+
+    def _answer(self, batch, merged, wanted, labels, scores) -> None:
+        """Record the call's answers and hand each request its slice."""
+        try:
+            answer = self.predictor.record(merged, wanted, labels, scores)
+        except Exception as exc:
+            for _, _, future in batch:
                 _settle(future, exc)
-            else:  # each request alone: one whose rows the model refuses fails alone
-                for columns, issue_ids, future in pending:
-                    _settle(future, self.predictor, columns, issue_ids)
             return
-        if len(pending) == 1:
-            if not future.done():
-                future.set_result(answer)
+        if len(batch) == 1:
+            _settle(batch[0][2], answer)
             return
         start = 0
         labels, values, probabilities, ids = (answer.labels, answer.values,
                                               answer.probabilities, answer.ids)
-        for columns, _, future in pending:
+        for columns, _, future in batch:
             end = start + len(columns[0])
-            if not future.done():  # a caller that went away is skipped
-                future.set_result(Answer(
-                    labels[start:end] if labels is not None else None,
-                    values[start:end] if values is not None else None,
-                    probabilities[start:end] if probabilities is not None else None,
-                    ids[start:end] if ids is not None else None))
+            _settle(future, Answer(
+                labels[start:end] if labels is not None else None,
+                values[start:end] if values is not None else None,
+                probabilities[start:end] if probabilities is not None else None,
+                ids[start:end] if ids is not None else None))
             start = end
+
+    def _refused(self, batch, exc: Exception) -> None:
+        """The model refused a call: a request alone gets the error; a shared call is made
+        again request by request, so only the request whose rows the model refuses fails."""
+        if len(batch) == 1:
+            _settle(batch[0][2], exc)
+            return
+        for columns, issue_ids, future in batch:
+            _settle(future, self.predictor, columns, issue_ids)
 
 
 def _settle(future: asyncio.Future, outcome: Any, *args: Any) -> None:
-    """Give a waiting caller `outcome(*args)`, or the exception it raises (or `outcome` when it
-    is one); a caller that went away is skipped."""
+    """Give a waiting caller `outcome(*args)` (or `outcome` itself when there are no args), or
+    the exception it raises (or `outcome` when it is one); a caller that went away is skipped."""
     if future.done():
         return
     if isinstance(outcome, BaseException):
         future.set_exception(outcome)
+        return
+    if not args:
+        future.set_result(outcome)
         return
     try:
         future.set_result(outcome(*args))

@@ -43,6 +43,10 @@ class Settings:
     # Concurrent requests' rows answered by one model call, up to this many (0: each alone).
     # Eight 100-row requests share a call at 2048 rows; at 256 only two did (benchmarks/).
     coalesce_rows: int = 2048
+    # Model calls of at least this many rows run in the model's own thread, overlapping the
+    # loop's work on the next requests (0: every call on the loop). Below it the hand-off
+    # costs more than it saves: single rows lost a tenth of their throughput (benchmarks/).
+    model_thread_rows: int = 256
     max_body_bytes: int = 1_048_576
     api_keys: tuple[ApiKey, ...] = ()
     jwt_secret: str | None = None
@@ -107,6 +111,7 @@ class Settings:
             pin_poll_seconds=_number(env, "PIN_POLL_SECONDS", cls.pin_poll_seconds, float, 0),
             max_batch_rows=_number(env, "MAX_BATCH_ROWS", cls.max_batch_rows, int, 1),
             coalesce_rows=_number(env, "COALESCE_ROWS", cls.coalesce_rows, int, 0),
+            model_thread_rows=_number(env, "MODEL_THREAD_ROWS", cls.model_thread_rows, int, 0),
             max_body_bytes=_number(env, "MAX_BODY_BYTES", cls.max_body_bytes, int, 1024),
             api_keys=parse_api_keys(env.get("API_KEYS", "")),
             jwt_secret=_text(env, "JWT_SECRET"),

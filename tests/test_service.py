@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -53,6 +54,30 @@ def test_predictions_match_the_registered_model(service, served_registry):
                            "variant"}
     assert single["variant"] is None  # no A/B test runs
     assert single["probability"] == pytest.approx(expected[7], abs=1e-6)
+
+
+def test_concurrent_requests_through_the_model_thread_each_get_their_own_answers(
+        tmp_path, served_registry):
+    # Every model call in the model's thread (MODEL_THREAD_ROWS=1), requests of different
+    # sizes at once: each answer is the registered model's for that request's rows.
+    reg = served_registry
+    pin = write_pin(tmp_path / "model.yaml", reg, 1)
+    sizes = [1, 7, 30, 2, 64, 5, 13, 40] * 3
+    starts = np.cumsum([0, *sizes[:-1]])
+    with in_process(tmp_path, reg, pin, model_thread_rows=1, max_batch_rows=500) as svc:
+        svc.wait_ready(1)
+        with ThreadPoolExecutor(8) as callers:
+            bodies = list(callers.map(
+                lambda k: svc.post("/v1/predict", json=reg.records(sizes[k], int(starts[k]))),
+                range(len(sizes))))
+        counted = sum(svc.metric("gitops_ml_predictions_total", model="churn", version="1",
+                                 variant="", **{"class": c}) or 0 for c in ("No", "Yes"))
+    expected = sklearn_probability(reg, 1, reg.rows.iloc[:sum(sizes)])
+    for k, response in enumerate(bodies):
+        assert response.status_code == 200, response.text
+        got = [p["probability"] for p in response.json()["predictions"]]
+        assert got == pytest.approx(expected[starts[k]:starts[k] + sizes[k]], abs=1e-6)
+    assert counted == sum(sizes)
 
 
 def _record(reg, **changes):
