@@ -11,6 +11,7 @@ from collections import Counter as Tally
 from collections import deque
 from concurrent.futures import Executor
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -159,7 +160,7 @@ class Coalescer:
                 continue
             call = asyncio.get_running_loop().run_in_executor(
                 self._executor, self.predictor.model.predict, merged)
-            call.add_done_callback(lambda done: self._done(batch, merged, wanted, done))
+            call.add_done_callback(partial(self._done, batch, merged, wanted))
             return
         self._busy = False
 

@@ -224,43 +224,35 @@ def build(state: ServiceState, check: Callable[[Any, str], None] | None,
         request.scope[VARIANT_KEY] = answer.variant
         return json_response(encode(answer.answer, serving, parsed.id, wanted, answer))
 
-    # The two handlers await the body and the model themselves: one coroutine less between
-    # the event loop and the model's answer is a few microseconds a request.
-    infer_doc = operation_with_body(
-        infer_body, "One input tensor per feature, the batch as the first dimension "
-                    "(JSON data, or the binary tensor extension).",
-        infer_answer, "The outputs of the task, and a prediction id per row.")
-    infer_specs = _specs(400, 401, 403, 404, 413, 503)
-
-    @post(f"{_MODEL}/infer", operation_id="v2_infer", status_code=200, security=security,
-          tags=["open inference protocol"], responses=infer_specs, operation_class=infer_doc,
-          summary="Infer (Open Inference Protocol v2)")
-    async def infer_latest(request: Request) -> Response[bytes]:
+    async def infer(request: Request) -> Response[bytes]:
+        # The handler awaits the body and the model itself: a coroutine more between the loop
+        # and the model's answer cost a few microseconds a request. The name and version from
+        # the scope: parameters in the signature cost a parse per request.
         if check is not None:
             check(request.headers, "predict")
-        # The name from the scope: a parameter in the signature costs a parse per request.
-        ready = prepare(request, request.scope["path_params"]["name"], None,
-                        await request.body())
-        if isinstance(ready, Response):
-            return ready
-        serving, parsed, cols, wanted = ready
-        if serving.ab is not None:
-            return routed(request, None, serving, parsed, cols, wanted)
-        return json_response(encode(await serving.coalescer(cols), serving, parsed.id, wanted))
-
-    @post(f"{_VERSION}/infer", operation_id="v2_infer_version", status_code=200,
-          security=security, tags=["open inference protocol"], responses=infer_specs,
-          operation_class=infer_doc, summary="Infer with the pinned version")
-    async def infer_version(request: Request, name: str, version: str) -> Response[bytes]:
-        if check is not None:
-            check(request.headers, "predict")
-        ready = prepare(request, name, version, await request.body())
+        path = request.scope["path_params"]
+        version = path.get("version")
+        ready = prepare(request, path["name"], version, await request.body())
         if isinstance(ready, Response):
             return ready
         serving, parsed, cols, wanted = ready
         if serving.ab is not None:
             return routed(request, version, serving, parsed, cols, wanted)
         return json_response(encode(await serving.coalescer(cols), serving, parsed.id, wanted))
+
+    infer_doc = operation_with_body(
+        infer_body, "One input tensor per feature, the batch as the first dimension "
+                    "(JSON data, or the binary tensor extension).",
+        infer_answer, "The outputs of the task, and a prediction id per row.")
+    infer_specs = _specs(400, 401, 403, 404, 413, 503)
+    infer_latest = post(
+        f"{_MODEL}/infer", operation_id="v2_infer", status_code=200, security=security,
+        tags=["open inference protocol"], responses=infer_specs, operation_class=infer_doc,
+        summary="Infer (Open Inference Protocol v2)")(infer)
+    infer_version = post(
+        f"{_VERSION}/infer", operation_id="v2_infer_version", status_code=200,
+        security=security, tags=["open inference protocol"], responses=infer_specs,
+        operation_class=infer_doc, summary="Infer with the pinned version")(infer)
 
     @get(_MODEL, operation_id="v2_model_metadata", tags=["open inference protocol"],
          responses=_specs(404, 503), summary="Model metadata: inputs, datatypes, outputs")
