@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections import Counter as Tally
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from functools import partial
@@ -148,18 +149,13 @@ class Coalescer:
     def _next(self) -> None:
         """Call the model on what is queued, in calls of at most `max_rows` rows, until the
         queue is empty or a call has gone to the model's thread (which calls back)."""
+        predict = self.predictor.model.predict
         while self._pending:
             batch, merged, wanted, rows = self._take()
             if self._executor is None or rows < self._thread_rows:
-                try:
-                    labels, scores = self.predictor.model.predict(merged)
-                except Exception as exc:
-                    self._refused(batch, exc)
-                else:
-                    self._answer(batch, merged, wanted, labels, scores)
+                self._finish(batch, merged, wanted, partial(predict, merged))
                 continue
-            call = asyncio.get_running_loop().run_in_executor(
-                self._executor, self.predictor.model.predict, merged)
+            call = asyncio.get_running_loop().run_in_executor(self._executor, predict, merged)
             call.add_done_callback(partial(self._done, batch, merged, wanted))
             return
         self._busy = False
@@ -183,13 +179,18 @@ class Coalescer:
 
     def _done(self, batch, merged, wanted, done: asyncio.Future) -> None:
         """The model's thread has answered (on the loop): answer the callers, call again."""
+        self._finish(batch, merged, wanted, done.result)
+        self._next()
+
+    def _finish(self, batch, merged, wanted, result: Callable[[], Any]) -> None:
+        """Answer the callers of a call with what `result()` gives, the model's
+        (labels, scores) or the error it raised."""
         try:
-            labels, scores = done.result()
+            labels, scores = result()
         except Exception as exc:
             self._refused(batch, exc)
         else:
             self._answer(batch, merged, wanted, labels, scores)
-        self._next()
 
     def _answer(self, batch, merged, wanted, labels, scores) -> None:
         """Record the call's answers and hand each request its slice."""

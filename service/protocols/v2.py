@@ -208,21 +208,21 @@ def build(state: ServiceState, check: Callable[[Any, str], None] | None,
                                              f"{', '.join(sorted(known))}"), 400)
         return serving, parsed, cols, wanted
 
-    def routed(request: Request, version: str | None, serving: Serving, parsed: Any,
-               cols: list[Any], wanted: list[str] | None) -> Response[bytes]:
+    def during_ab_test(request: Request, version: str | None, serving: Serving, parsed: Any,
+                       cols: list[Any], wanted: list[str] | None) -> Response[bytes]:
         """The answer during an A/B test: the variant the version or the unit chooses."""
         ab = serving.ab
         try:
             if version is not None:  # the caller asks for one variant by its version
                 chosen = next(v for v, n in ab.versions.items() if str(n) == version)
-                answer = ab.predict(cols, [chosen] * len(cols[0]))
+                routed = ab.predict(cols, [chosen] * len(cols[0]))
             else:
-                answer = ab.route(request.scope["headers"], cols,
+                routed = ab.route(request.scope["headers"], cols,
                                   serving.codec.feature_units(cols), False)
         except RequestInvalid as exc:
             return json_response(ErrorV2(exc.message), 400)
-        request.scope[VARIANT_KEY] = answer.variant
-        return json_response(encode(answer.answer, serving, parsed.id, wanted, answer))
+        request.scope[VARIANT_KEY] = routed.variant
+        return json_response(encode(routed.answer, serving, parsed.id, wanted, routed))
 
     async def infer(request: Request) -> Response[bytes]:
         # The handler awaits the body and the model itself: a coroutine more between the loop
@@ -237,7 +237,7 @@ def build(state: ServiceState, check: Callable[[Any, str], None] | None,
             return ready
         serving, parsed, cols, wanted = ready
         if serving.ab is not None:
-            return routed(request, version, serving, parsed, cols, wanted)
+            return during_ab_test(request, version, serving, parsed, cols, wanted)
         return json_response(encode(await serving.coalescer(cols), serving, parsed.id, wanted))
 
     infer_doc = operation_with_body(
