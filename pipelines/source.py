@@ -111,6 +111,7 @@ def packaged_file(name: str, catalogue: Catalogue | None = None) -> Path:
 
 def dataset_bytes(name: str, catalogue: Catalogue | None = None) -> bytes:
     """The CSV bytes of dataset `name`."""
+    catalogue = catalogue or load_catalogue()  # read once, also for packaged_file
     entry = _entry(name, catalogue)
     if entry.package_file is not None:
         return packaged_file(name, catalogue).read_bytes()
